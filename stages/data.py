@@ -1,0 +1,170 @@
+"""MQP data: fetching, checksum, row validation, splitting, and reading the prepared splits."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from stages.errors import PipelineError
+from stages.params import DataParams
+from stages.paths import RAW_CSV, SPLITS, split_csv
+
+COLUMNS = ["dr_id", "question_1", "question_2", "label"]
+OFFLINE_HINT = (
+    f"place the MQP CSV at {RAW_CSV} (on these machines: "
+    f"mkdir -p {RAW_CSV.parent} && cp ../shared/data/mqp.csv {RAW_CSV})"
+)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, timeout: float = 30) -> None:
+    """Download `url` to `dest` with a progress bar; `dest` appears only when complete."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise PipelineError(f"could not download {url} ({reason}); offline? {OFFLINE_HINT}") from None
+    os.replace(partial, dest)
+
+
+def fetch_raw(params: DataParams, raw_path: Path = RAW_CSV) -> Path:
+    """The raw CSV: the copy placed by hand if there is one, else downloaded from data.url."""
+    if not raw_path.exists():
+        download(params.url, raw_path)
+    if params.sha256 is not None:
+        actual = sha256_of(raw_path)
+        if actual != params.sha256:
+            raise PipelineError(
+                f"checksum mismatch for {raw_path}: sha256 {actual}, params.yaml data.sha256 expects "
+                f"{params.sha256}; replace the file with the right one, or set data.sha256 to the "
+                "new value (or null) if you changed the data on purpose"
+            )
+    return raw_path
+
+
+def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Parse and validate question pairs; returns the valid rows and the count dropped per reason.
+
+    Structural problems (not UTF-8, broken CSV, wrong number of columns) are errors. Row-level
+    problems (label not 0/1, empty question, duplicate pair) drop the row and are counted.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PipelineError(
+            f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} on line {line}); "
+            "re-save it as UTF-8"
+        ) from None
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path} is empty") from None
+    except (pd.errors.ParserError, csv.Error) as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise PipelineError(f"{path} is not a valid CSV ({detail}); expected rows of {', '.join(COLUMNS)}") from None
+    if table.shape[1] != len(COLUMNS):
+        raise PipelineError(
+            f"{path} has {table.shape[1]} columns, expected {len(COLUMNS)} without a header: "
+            f"{', '.join(COLUMNS)}"
+        )
+    table.columns = COLUMNS
+    table = table.fillna("")
+    for column in ("question_1", "question_2", "label", "dr_id"):
+        table[column] = table[column].astype(str).str.strip()
+
+    drops: dict[str, int] = {}
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal table
+        if mask.any():
+            drops[reason] = drops.get(reason, 0) + int(mask.sum())
+            table = table[~mask]
+
+    drop(table.index.to_series().eq(0) & table["label"].eq("label"), "header row")
+    drop(~table["label"].isin(["0", "1"]), "label not 0 or 1")
+    drop(table["question_1"].eq("") | table["question_2"].eq(""), "empty question")
+    drop(table.duplicated(["question_1", "question_2"], keep="first"), "duplicate pair")
+    if table.empty:
+        raise PipelineError(f"{path} has no valid rows (dropped: {format_drops(drops)})")
+    table = table.assign(label=table["label"].astype(int)).reset_index(drop=True)
+    return table, drops
+
+
+def format_drops(drops: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in drops.items()) or "none"
+
+
+def split_pairs(table: pd.DataFrame, params: DataParams) -> dict[str, pd.DataFrame]:
+    """Split into train/validation/test.
+
+    grouped: every question_1 lands in exactly one split (MQP has two rewrites of each, so a
+    row-wise split would show the model test questions during training). random: row-wise,
+    as the reference recipe did.
+    """
+    sizes = (params.train_size, params.validation_size, params.test_size)
+    if params.split == "grouped":
+        groups = table["question_1"].drop_duplicates().to_numpy()
+        order = np.random.default_rng(params.seed).permutation(len(groups))
+        n_train = round(sizes[0] * len(groups))
+        n_val = round(sizes[1] * len(groups))
+        cuts = {
+            "train": groups[order[:n_train]],
+            "validation": groups[order[n_train : n_train + n_val]],
+            "test": groups[order[n_train + n_val :]],
+        }
+        splits = {name: table[table["question_1"].isin(set(members))] for name, members in cuts.items()}
+    else:
+        held_out = sizes[1] + sizes[2]
+        try:
+            train, rest = train_test_split(table, test_size=held_out, random_state=params.seed)
+            validation, test = train_test_split(rest, test_size=sizes[2] / held_out, random_state=params.seed)
+        except ValueError:
+            splits = {"train": table, "validation": table.iloc[:0], "test": table.iloc[:0]}
+        else:
+            splits = {"train": train, "validation": validation, "test": test}
+    for name, part in splits.items():
+        if part.empty:
+            raise PipelineError(
+                f"the {name} split is empty: {len(table)} valid rows are too few to split "
+                f"{params.train_size:g}/{params.validation_size:g}/{params.test_size:g}"
+            )
+    return {name: part.reset_index(drop=True) for name, part in splits.items()}
+
+
+def load_split(split: str) -> pd.DataFrame:
+    """A prepared split written by the prepare stage."""
+    path = split_csv(split)
+    if not path.exists():
+        raise PipelineError(f"{path} not found: run `dvc repro prepare` first")
+    return pd.read_csv(path, dtype={"question_1": str, "question_2": str, "label": int}, keep_default_na=False)
+
+
+def load_splits() -> dict[str, pd.DataFrame]:
+    return {split: load_split(split) for split in SPLITS}

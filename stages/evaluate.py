@@ -1,0 +1,32 @@
+"""evaluate: reload the base model and the saved adapter from disk, and score them."""
+
+import json
+
+from stages.data import load_splits
+from stages.errors import cli
+from stages.io import write_json
+from stages.metrics import evaluate_splits, summary_line
+from stages.modeling import load_trained, predict_proba, quiet_libraries
+from stages.params import load_params
+from stages.paths import BASE_METRICS, LORA_METRICS, RESULTS_DIR
+
+
+@cli("evaluate")
+def main() -> None:
+    quiet_libraries()
+    params = load_params()
+    splits = load_splits()
+    model, tokenizer = load_trained(params.model, params.train.seed)
+    probs = {
+        name: predict_proba(model, tokenizer, splits[name]["question_1"], splits[name]["question_2"],
+                            params.model.max_length, params.eval.batch_size)
+        for name in ("validation", "test")
+    }
+    metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "lora")
+    write_json(LORA_METRICS, metrics)
+    base = json.loads(BASE_METRICS.read_text()) if BASE_METRICS.exists() else None
+    print(summary_line("evaluate", metrics, base))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""finetune: train a LoRA adapter (PEFT) with the Hugging Face Trainer; keep the best epoch."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import torch
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from stages.data import load_split
+from stages.errors import cli
+from stages.io import atomic_dir, scratch_dir, write_json
+from stages.metrics import classification_metrics
+from stages.modeling import add_lora, encode_pairs, load_classifier, load_tokenizer, quiet_libraries
+from stages.params import Params, load_params
+from stages.paths import ADAPTER_DIR, TRAIN_METRICS
+from stages.tracking import training_callbacks
+
+
+def tokenized(split: str, tokenizer, max_length: int) -> Dataset:
+    """A split tokenised once, with a `length` column for length-grouped batches."""
+    table = load_split(split)
+    encoded = encode_pairs(tokenizer, table["question_1"], table["question_2"], max_length)
+    columns = {**encoded, "labels": table["label"].tolist()}
+    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return Dataset.from_dict(columns)
+
+
+def training_arguments(params: Params, output_dir: str, report_to: list[str]) -> TrainingArguments:
+    train = params.train
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=params.eval.batch_size,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        bf16=train.precision == "bf16",
+        seed=train.seed,
+        data_seed=train.seed,
+        # Batches of similar length: little padding, same shuffling from the seed.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=10,
+        report_to=report_to,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def compute_metrics(threshold: float):
+    def compute(prediction) -> dict:
+        logits = torch.as_tensor(prediction.predictions).float()
+        probs = torch.softmax(logits, dim=-1)[:, 1].numpy()
+        metrics = classification_metrics(prediction.label_ids, probs, threshold)
+        # The Trainer reports the same cross-entropy as eval_loss.
+        return {key: value for key, value in metrics.items() if key not in ("loss", "n")}
+
+    return compute
+
+
+@cli("finetune")
+def main() -> None:
+    quiet_libraries()
+    params = load_params()
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(params.model)
+    model = add_lora(load_classifier(params.model, tokenizer, params.train.seed), params.lora)
+    # Record the model id, not this machine's path to it.
+    model.peft_config["default"].base_model_name_or_path = params.model.name
+    trainable, total = model.get_nb_trainable_parameters()
+
+    train_set = tokenized("train", tokenizer, params.model.max_length)
+    validation_set = tokenized("validation", tokenizer, params.model.max_length)
+    callbacks, report_to, finish_tracking = training_callbacks(params)
+    checkpoints = scratch_dir("checkpoints")
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(params, str(checkpoints), report_to),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics(params.eval.threshold),
+        callbacks=callbacks,
+    )
+    try:
+        result = trainer.train() if params.train.epochs > 0 else None
+    finally:
+        finish_tracking()
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    if not trainer.is_world_process_zero():
+        return  # under torchrun, one process writes the outputs
+    with atomic_dir(ADAPTER_DIR) as scratch:
+        trainer.model.save_pretrained(scratch)
+
+    # load_best_model_at_end restored the epoch with the best validation F1.
+    history = [log for log in trainer.state.log_history if "eval_f1" in log]
+    best = max(history, key=lambda log: log["eval_f1"]) if history else {}
+    best_epoch = best.get("epoch", 0)
+    summary = {
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "trainable_percent": round(100 * trainable / total, 4),
+        "epochs": params.train.epochs,
+        "best_epoch": best_epoch,
+        "train_loss": round(result.training_loss, 6) if result else None,
+        "train_seconds": round(result.metrics["train_runtime"], 1) if result else 0.0,
+        "train_samples_per_second": round(result.metrics["train_samples_per_second"], 2) if result else 0.0,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "validation": {key.removeprefix("eval_"): round(value, 6) for key, value in best.items()
+                       if key.removeprefix("eval_") in ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")},
+    }
+    write_json(TRAIN_METRICS, summary)
+    print(
+        f"finetune: {trainable:,} trainable params of {total:,} ({summary['trainable_percent']}%); "
+        f"best epoch {best_epoch} of {params.train.epochs}, validation F1 {summary['validation'].get('f1', float('nan')):.4f}; "
+        f"{summary['train_samples_per_second']} samples/s, {summary['wall_seconds']} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

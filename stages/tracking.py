@@ -1,0 +1,45 @@
+"""Experiment tracking: DVCLive always (curves for dvc exp show / dvc plots), W&B when asked."""
+
+from __future__ import annotations
+
+import os
+
+from stages.errors import PipelineError
+from stages.params import Params
+from stages.paths import DVCLIVE_DIR
+
+
+def configure_wandb(params: Params) -> bool:
+    """Set W&B's environment from logging.wandb; True when a run should be logged."""
+    mode = params.logging.wandb
+    os.environ["WANDB_MODE"] = mode
+    os.environ.setdefault("WANDB_PROJECT", params.logging.wandb_project)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if mode == "disabled":
+        return False
+    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        raise PipelineError(
+            "logging.wandb is online but WANDB_API_KEY is not set; export it, or use "
+            "logging.wandb=offline (sync later with `wandb sync wandb/offline-run-*`)"
+        )
+    return True
+
+
+def training_callbacks(params: Params):
+    """Trainer callbacks and report_to list, plus a function that closes the loggers."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    # dvcyaml=False: our dvc.yaml declares DVCLive's files itself; never rewritten at run time.
+    live = Live(str(DVCLIVE_DIR), dvcyaml=False, save_dvc_exp=False)
+    callbacks = [DVCLiveCallback(live=live)]
+    report_to = ["wandb"] if configure_wandb(params) else []
+
+    def finish() -> None:
+        live.end()
+        if report_to:
+            import wandb
+
+            wandb.finish()
+
+    return callbacks, report_to, finish
