@@ -15,7 +15,7 @@ from stages.io import atomic_dir, scratch_dir, write_json
 from stages.metrics import classification_metrics
 from stages.modeling import add_lora, encode_pairs, load_classifier, load_tokenizer, quiet_libraries
 from stages.params import Params, load_params
-from stages.paths import ADAPTER_DIR, TRAIN_METRICS
+from stages.paths import ADAPTER_DIR, DVCLIVE_DIR, TRAIN_METRICS
 from stages.tracking import training_callbacks
 
 
@@ -101,6 +101,7 @@ def main() -> None:
     finally:
         finish_tracking()
         shutil.rmtree(checkpoints, ignore_errors=True)
+        (DVCLIVE_DIR / "plots").mkdir(parents=True, exist_ok=True)  # a DVC output, even at 0 epochs
 
     if not trainer.is_world_process_zero():
         return  # under torchrun, one process writes the outputs
@@ -110,7 +111,7 @@ def main() -> None:
     # load_best_model_at_end restored the epoch with the best validation F1.
     history = [log for log in trainer.state.log_history if "eval_f1" in log]
     best = max(history, key=lambda log: log["eval_f1"]) if history else {}
-    best_epoch = best.get("epoch", 0)
+    best_epoch = int(best.get("epoch", 0))
     summary = {
         "trainable_params": int(trainable),
         "total_params": int(total),
@@ -125,9 +126,12 @@ def main() -> None:
                        if key.removeprefix("eval_") in ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")},
     }
     write_json(TRAIN_METRICS, summary)
+    if result is None:
+        print(f"finetune: epochs=0, saved the untrained adapter (the base model with its seeded head) to {ADAPTER_DIR}")
+        return
     print(
         f"finetune: {trainable:,} trainable params of {total:,} ({summary['trainable_percent']}%); "
-        f"best epoch {best_epoch} of {params.train.epochs}, validation F1 {summary['validation'].get('f1', float('nan')):.4f}; "
+        f"best epoch {best_epoch} of {params.train.epochs}, validation F1 {summary['validation']['f1']:.4f}; "
         f"{summary['train_samples_per_second']} samples/s, {summary['wall_seconds']} s"
     )
 

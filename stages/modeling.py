@@ -30,6 +30,7 @@ ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "erni
 def quiet_libraries() -> None:
     """No walls of library warnings or weight-loading reports by default."""
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # per-tensor loading bars; training bars stay
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(peft|transformers|torch)\b")
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -101,7 +101,9 @@ def _describe(error: dict) -> str:
     key = ".".join(map(str, loc))
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(Params, loc)
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        typed = str(loc[-1])
+        # Close spellings first; else a key the typed one starts with (rank -> r).
+        hint = difflib.get_close_matches(typed, allowed, n=1) or [k for k in allowed if typed.startswith(k)][:1]
         suggestion = f" (did you mean '{'.'.join(map(str, loc[:-1] + (hint[0],)))}'?)" if hint else ""
         return f"unknown key '{key}'{suggestion}; allowed here: {', '.join(allowed)}"
     if error["type"] == "missing":
