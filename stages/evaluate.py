@@ -8,7 +8,8 @@ from stages.io import write_json
 from stages.metrics import evaluate_splits, summary_line
 from stages.modeling import load_trained, predict_proba, quiet_libraries
 from stages.params import load_params
-from stages.paths import BASE_METRICS, LORA_METRICS, RESULTS_DIR
+from stages.paths import BASE_METRICS, LORA_METRICS, RESULTS_DIR, ZEROSHOT_METRICS
+from stages.tracking import log_comparison
 
 
 @cli("evaluate")
@@ -24,8 +25,10 @@ def main() -> None:
     }
     metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "lora")
     write_json(LORA_METRICS, metrics)
-    base = json.loads(BASE_METRICS.read_text()) if BASE_METRICS.exists() else None
-    print(summary_line("evaluate", metrics, base))
+    others = {name: json.loads(path.read_text()) for name, path in
+              (("base", BASE_METRICS), ("zero-shot", ZEROSHOT_METRICS)) if path.exists()}
+    log_comparison(params, {**others, "lora": metrics})
+    print(summary_line("evaluate", metrics, others.get("base")))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from sklearn.metrics import (
 from stages.io import atomic_dir
 
 DIGITS = 6  # rounded so the JSON is byte-stable across runs
+BAR_METRICS = ("accuracy", "f1", "precision", "recall")  # the models' comparison chart
 
 
 def classification_metrics(labels, probs, threshold: float = 0.5) -> dict:
@@ -55,6 +56,9 @@ def evaluate_splits(splits: dict[str, pd.DataFrame], probs: dict[str, np.ndarray
         }).to_csv(scratch / "predictions.csv", index=False)
         fpr, tpr, _ = roc_curve(test["label"], test_probs)
         pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DIGITS).to_csv(scratch / "roc.csv", index=False)
+        pd.DataFrame({"metric": list(BAR_METRICS), "value": [report["test"][m] for m in BAR_METRICS]}).to_csv(
+            scratch / "test_metrics.csv", index=False
+        )
         precision, recall, _ = precision_recall_curve(test["label"], test_probs)
         pd.DataFrame({"recall": recall, "precision": precision}).round(DIGITS).to_csv(
             scratch / "precision_recall.csv", index=False

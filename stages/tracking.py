@@ -43,3 +43,23 @@ def training_callbacks(params: Params):
             wandb.finish()
 
     return callbacks, report_to, finish
+
+
+def log_comparison(params: Params, metrics_by_model: dict[str, dict]) -> None:
+    """With W&B on: a run holding each model's test metrics and the base-vs-LoRA bar chart."""
+    if not configure_wandb(params):
+        return
+    import wandb
+
+    run = wandb.init(project=params.logging.wandb_project, job_type="evaluate", config=params.model_dump())
+    rows = [[model, metric, metrics["test"][metric]] for model, metrics in metrics_by_model.items()
+            for metric in ("accuracy", "f1", "precision", "recall")]
+    table = wandb.Table(data=rows, columns=["model", "metric", "value"])
+    accuracy = wandb.Table(data=[[m, v["test"]["accuracy"]] for m, v in metrics_by_model.items()], columns=["model", "accuracy"])
+    run.log({
+        "test_metrics": table,
+        "test_accuracy_by_model": wandb.plot.bar(accuracy, "model", "accuracy", title="Test accuracy: base vs LoRA"),
+        **{f"{model}/test_{key}": value for model, metrics in metrics_by_model.items()
+           for key, value in metrics["test"].items()},
+    })
+    run.finish()
