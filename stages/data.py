@@ -82,20 +82,7 @@ def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
             f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} on line {line}); "
             "re-save it as UTF-8"
         ) from None
-    try:
-        table = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise PipelineError(f"{path} is empty") from None
-    except (pd.errors.ParserError, csv.Error) as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise PipelineError(f"{path} is not a valid CSV ({detail}); expected rows of {', '.join(COLUMNS)}") from None
-    if table.shape[1] != len(COLUMNS):
-        raise PipelineError(
-            f"{path} has {table.shape[1]} columns, expected {len(COLUMNS)} without a header: "
-            f"{', '.join(COLUMNS)}"
-        )
-    table.columns = COLUMNS
-    table = table.fillna("")
+    table = pd.DataFrame(_parse_rows(path, text), columns=COLUMNS)
     for column in ("question_1", "question_2", "label", "dr_id"):
         table[column] = table[column].astype(str).str.strip()
 
@@ -115,6 +102,42 @@ def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
         raise PipelineError(f"{path} has no valid rows (dropped: {format_drops(drops)})")
     table = table.assign(label=table["label"].astype(int)).reset_index(drop=True)
     return table, drops
+
+
+def _parse_rows(path: Path, text: str) -> list[list[str]]:
+    """CSV records of exactly len(COLUMNS) fields, blank lines skipped; any other shape is an error.
+
+    The csv module rather than pandas: pandas pads a row with too few fields with empty strings,
+    so a file cut off mid-row would pass as a row with a bad label.
+    """
+    shape = ", ".join(COLUMNS)
+    rows: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1  # the line the record being read starts on
+    try:
+        for fields in reader:
+            if len(fields) <= 1 and not "".join(fields).strip():
+                start = reader.line_num + 1
+                continue  # a blank line
+            if len(fields) != len(COLUMNS):
+                if not rows:
+                    raise PipelineError(f"{path} has {len(fields)} columns, expected {len(COLUMNS)} without a header: {shape}")
+                at_end = len(fields) < len(COLUMNS) and next(reader, None) is None and not text.endswith(("\n", "\r"))
+                raise PipelineError(
+                    f"{path} line {start} has {len(fields)} fields, expected {len(COLUMNS)} ({shape})"
+                    + ("; the file ends mid-row, so it looks truncated: download or copy it again" if at_end else "")
+                )
+            rows.append(fields)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            detail = f"line {start}: a quoted field is never closed; if the file was cut off, download or copy it again"
+        else:
+            detail = f"line {reader.line_num}: {exc}"
+        raise PipelineError(f"{path} is not a valid CSV ({detail}); expected rows of {shape}") from None
+    if not rows:
+        raise PipelineError(f"{path} is empty")
+    return rows
 
 
 def format_drops(drops: dict[str, int]) -> str:

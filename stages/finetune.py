@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 import time
 
 import torch
@@ -11,11 +13,11 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from stages.data import load_split
 from stages.errors import cli
-from stages.io import atomic_dir, scratch_dir, write_json
+from stages.io import atomic_dir, write_json
 from stages.metrics import classification_metrics
 from stages.modeling import add_lora, encode_pairs, load_classifier, load_tokenizer, quiet_libraries
 from stages.params import Params, load_params
-from stages.paths import ADAPTER_DIR, DVCLIVE_DIR, TRAIN_METRICS
+from stages.paths import ADAPTER_DIR, DVCLIVE_DIR, TMP_DIR, TRAIN_METRICS
 from stages.tracking import training_callbacks
 
 
@@ -71,10 +73,13 @@ def compute_metrics(threshold: float):
     return compute
 
 
-@cli("finetune")
-def main() -> None:
-    quiet_libraries()
-    params = load_params()
+def train(params: Params, adapter_dir=ADAPTER_DIR, pad_to_max_length: bool = False,
+          log_dir=DVCLIVE_DIR) -> dict | None:
+    """Train LoRA, save the best epoch's adapter and head to adapter_dir, return the summary.
+
+    pad_to_max_length pads every pair to model.max_length in random batches, as the reference
+    recipe did (the benchmark compares it); the default pads each length-grouped batch.
+    """
     started = time.perf_counter()
     tokenizer = load_tokenizer(params.model)
     model = add_lora(load_classifier(params.model, tokenizer, params.train.seed), params.lora)
@@ -84,15 +89,21 @@ def main() -> None:
 
     train_set = tokenized("train", tokenizer, params.model.max_length)
     validation_set = tokenized("validation", tokenizer, params.model.max_length)
-    callbacks, report_to, finish_tracking = training_callbacks(params)
-    checkpoints = scratch_dir("checkpoints")
+    callbacks, report_to, finish_tracking = training_callbacks(params, log_dir)
+    # One folder for all processes of a torchrun launch (they share its run id).
+    checkpoints = TMP_DIR / f"checkpoints-{os.environ.get('TORCHELASTIC_RUN_ID') or os.getpid()}"
+    args = training_arguments(params, str(checkpoints), report_to)
+    collator = DataCollatorWithPadding(tokenizer)
+    if pad_to_max_length:
+        args.train_sampling_strategy = "random"
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=params.model.max_length)
     trainer = Trainer(
         model=model,
-        args=training_arguments(params, str(checkpoints), report_to),
+        args=args,
         train_dataset=train_set,
         eval_dataset=validation_set,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         compute_metrics=compute_metrics(params.eval.threshold),
         callbacks=callbacks,
     )
@@ -101,38 +112,50 @@ def main() -> None:
     finally:
         finish_tracking()
         shutil.rmtree(checkpoints, ignore_errors=True)
-        (DVCLIVE_DIR / "plots").mkdir(parents=True, exist_ok=True)  # a DVC output, even at 0 epochs
+        (Path(log_dir) / "plots").mkdir(parents=True, exist_ok=True)  # a DVC output, even at 0 epochs
 
     if not trainer.is_world_process_zero():
-        return  # under torchrun, one process writes the outputs
-    with atomic_dir(ADAPTER_DIR) as scratch:
+        return None  # under torchrun, one process writes the outputs
+    with atomic_dir(adapter_dir) as scratch:
         trainer.model.save_pretrained(scratch)
 
     # load_best_model_at_end restored the epoch with the best validation F1.
     history = [log for log in trainer.state.log_history if "eval_f1" in log]
     best = max(history, key=lambda log: log["eval_f1"]) if history else {}
-    best_epoch = int(best.get("epoch", 0))
-    summary = {
+    train_tokens = sum(train_set["length"]) * params.train.epochs
+    seconds = result.metrics["train_runtime"] if result else 0.0
+    return {
         "trainable_params": int(trainable),
         "total_params": int(total),
         "trainable_percent": round(100 * trainable / total, 4),
         "epochs": params.train.epochs,
-        "best_epoch": best_epoch,
+        "best_epoch": int(best.get("epoch", 0)),
         "train_loss": round(result.training_loss, 6) if result else None,
-        "train_seconds": round(result.metrics["train_runtime"], 1) if result else 0.0,
+        "train_seconds": round(seconds, 1),
         "train_samples_per_second": round(result.metrics["train_samples_per_second"], 2) if result else 0.0,
+        "train_tokens_per_second": round(train_tokens / seconds, 1) if seconds else 0.0,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "validation": {key.removeprefix("eval_"): round(value, 6) for key, value in best.items()
                        if key.removeprefix("eval_") in ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")},
     }
+
+
+@cli("finetune")
+def main() -> None:
+    quiet_libraries()
+    params = load_params()
+    summary = train(params)
+    if summary is None:
+        return
     write_json(TRAIN_METRICS, summary)
-    if result is None:
+    if params.train.epochs == 0:
         print(f"finetune: epochs=0, saved the untrained adapter (the base model with its seeded head) to {ADAPTER_DIR}")
         return
     print(
-        f"finetune: {trainable:,} trainable params of {total:,} ({summary['trainable_percent']}%); "
-        f"best epoch {best_epoch} of {params.train.epochs}, validation F1 {summary['validation']['f1']:.4f}; "
-        f"{summary['train_samples_per_second']} samples/s, {summary['wall_seconds']} s"
+        f"finetune: {summary['trainable_params']:,} trainable params of {summary['total_params']:,} "
+        f"({summary['trainable_percent']}%); best epoch {summary['best_epoch']} of {params.train.epochs}, "
+        f"validation F1 {summary['validation']['f1']:.4f}; {summary['train_samples_per_second']} samples/s, "
+        f"{summary['wall_seconds']} s"
     )
 
 

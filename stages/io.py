@@ -50,7 +50,3 @@ def atomic_dir(target: str | Path):
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def scratch_dir(name: str) -> Path:
-    """A fresh scratch folder under .tmp/ (git-ignored); the caller removes it."""
-    return _scratch(Path(name))

@@ -126,6 +126,7 @@ def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = N
     dvc("init", "-q", cwd=path)
     dvc("config", "core.analytics", "false", cwd=path)
     dvc("config", "core.check_update", "false", cwd=path)
+    dvc("config", "plots.html_template", "../plots/offline_template.html", cwd=path)
     run(["git", "add", "-A"], cwd=path)
     run(["git", "commit", "-qm", "init"], cwd=path)
     return path

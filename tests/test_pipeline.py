@@ -105,3 +105,21 @@ def test_metrics_diff_base_model_against_lora(trained_project):
     assert changes["test.loss"]["old"] == base["test"]["loss"]
     text = dvc("metrics", "diff", "base-model", "lora", "--targets", "metrics/lora.json", "--all", cwd=project).stdout
     assert "test.accuracy" in text and "Change" in text
+
+
+def test_plots_show_renders_every_declared_plot_offline(trained_project):
+    project, _ = trained_project
+    shown = json.loads(dvc("plots", "show", "--json", cwd=project).stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    expected = {
+        "Training and validation loss", "Validation F1 per epoch", "Test metrics, base vs zero-shot vs LoRA",
+        "ROC curve (test)", "Precision-recall curve (test)",
+        "results/base/predictions.csv", "results/lora/predictions.csv",
+    }
+    assert expected <= set(shown["data"])
+    for plot_id in expected:
+        assert shown["data"][plot_id][0]["type"] == "vega"
+    dvc("plots", "show", cwd=project)
+    page = (project / "dvc_plots" / "index.html").read_text()
+    assert "<script src=\"http" not in page and "cdn.jsdelivr" not in page
+    assert page.count("vegaEmbed(") >= len(expected)

@@ -1,0 +1,188 @@
+"""Benchmark: the reference recipe against this pipeline's finetune, same model and split.
+
+    python benchmarks/benchmark.py                 # both recipes, plus the GPT-2 step time
+    python benchmarks/benchmark.py --only gpt2     # one part: reference | pipeline | gpt2
+
+Run from the repository root after `dvc repro prepare`. Each recipe trains in its own process
+(so peak RSS is its own), saves its adapter to a scratch folder, and is scored on the test
+split by the same code as the evaluate stage. Results are printed and appended, with the date
+and machine, to benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# The reference recipe (GPT-2 LoRA notebook) on our model: every pair padded to 128 tokens,
+# batch 8, lr 2e-5, 3 epochs, fp32.
+RECIPES = {
+    "reference": {"train": {"learning_rate": 2e-5, "batch_size": 8, "epochs": 3, "precision": "fp32"},
+                  "model": {"max_length": 128}, "pad_to_max_length": True},
+    "pipeline": {"pad_to_max_length": False},  # params.yaml as it is
+}
+
+
+def run_recipe(name: str) -> dict:
+    """Train and score one recipe in this process; returns its measurements."""
+    from stages.data import load_split
+    from stages.finetune import train
+    from stages.metrics import classification_metrics
+    from stages.modeling import load_trained, predict_proba, quiet_libraries
+    from stages.params import load_params
+
+    quiet_libraries()
+    recipe = RECIPES[name]
+    params = load_params()
+    updates = {group: params.__getattribute__(group).model_copy(update=values)
+               for group, values in recipe.items() if group in ("train", "model")}
+    params = params.model_copy(update=updates)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as scratch:
+        adapter = Path(scratch) / "adapter"
+        summary = train(params, adapter, pad_to_max_length=recipe["pad_to_max_length"],
+                        log_dir=Path(scratch) / "dvclive")
+        model, tokenizer = load_trained(params.model, params.train.seed, adapter)
+        test = load_split("test")
+        probs = predict_proba(model, tokenizer, test["question_1"], test["question_2"],
+                              params.model.max_length, params.eval.batch_size)
+    metrics = classification_metrics(test["label"], probs, params.eval.threshold)
+    return {
+        "recipe": name,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": summary["train_seconds"],
+        "samples_per_second": summary["train_samples_per_second"],
+        "tokens_per_second": summary["train_tokens_per_second"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "test_accuracy": metrics["accuracy"],
+        "test_f1": metrics["f1"],
+        "params": {"learning_rate": params.train.learning_rate, "batch_size": params.train.batch_size,
+                   "epochs": params.train.epochs, "lora_r": params.lora.r,
+                   "padding": "max_length" if recipe["pad_to_max_length"] else "length-grouped dynamic"},
+    }
+
+
+def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
+    """Median time of one LoRA training step on GPT-2 124M (random init, real tokenizer)."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2Tokenizer
+
+    from stages.data import load_split
+    from stages.modeling import add_lora, encode_pairs, quiet_libraries
+    from stages.params import LoraParams
+
+    quiet_libraries()
+    shared = Path(os.environ.get("MQP_SHARED", REPO.parent / "shared")) / "gpt2-tokenizer"
+    vocab = json.loads((shared / "encoder.json").read_text(encoding="utf-8"))
+    merges = [tuple(line.split()) for line in (shared / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:] if line]
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges)
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    model = add_lora(GPT2ForSequenceClassification(GPT2Config(num_labels=2, pad_token_id=tokenizer.eos_token_id)),
+                     LoraParams(r=8, alpha=32, dropout=0.1))
+    trainable, total = model.get_nb_trainable_parameters()
+    train = load_split("train").iloc[:batch]
+    encoded = encode_pairs(tokenizer, train["question_1"], train["question_2"], 128)
+    inputs = tokenizer.pad(encoded, return_tensors="pt")
+    inputs["labels"] = torch.tensor(train["label"].to_numpy())
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
+    model.train()
+    times = []
+    for _ in range(steps + 1):  # the first step warms up
+        start = time.perf_counter()
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    step = statistics.median(times[1:])
+    steps_per_epoch = -(-2438 // batch)
+    return {
+        "recipe": "gpt2-124M step",
+        "trainable_params": trainable,
+        "total_params": total,
+        "batch": batch,
+        "tokens_per_pair": round(inputs["attention_mask"].sum().item() / batch, 1),
+        "step_seconds": round(step, 3),
+        "samples_per_second": round(batch / step, 1),
+        "projected_3_epochs_minutes": round(3 * steps_per_epoch * step / 60, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def in_subprocess(part: str) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", part], cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"benchmark: {part} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def report(results: list[dict]) -> str:
+    lines = [f"## {dt.date.today().isoformat()}: {machine()}", "",
+             "| recipe | train s | samples/s | tokens/s | peak RSS MB | test acc | test F1 | wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        if "test_accuracy" in r:
+            lines.append(f"| {r['recipe']} ({r['params']['padding']}, bs {r['params']['batch_size']}, "
+                         f"lr {r['params']['learning_rate']:g}, {r['params']['epochs']} ep) | {r['train_seconds']} | "
+                         f"{r['samples_per_second']} | {r['tokens_per_second']} | {r['peak_rss_mb']} | "
+                         f"{r['test_accuracy']:.4f} | {r['test_f1']:.4f} | {r['wall_seconds']} |")
+    by_name = {r["recipe"]: r for r in results}
+    if {"reference", "pipeline"} <= set(by_name):
+        ratio = by_name["pipeline"]["samples_per_second"] / by_name["reference"]["samples_per_second"]
+        lines += ["", f"Throughput ratio pipeline / reference: {ratio:.2f}x samples/s"]
+    gpt2 = by_name.get("gpt2-124M step")
+    if gpt2:
+        lines += ["", f"GPT-2 124M, LoRA c_attn+c_proj r=8 ({gpt2['trainable_params']:,} of {gpt2['total_params']:,} "
+                  f"trainable): {gpt2['step_seconds']} s per step of {gpt2['batch']} pairs x {gpt2['tokens_per_pair']} "
+                  f"tokens ({gpt2['samples_per_second']} pairs/s), so 3 epochs of MQP take about "
+                  f"{gpt2['projected_3_epochs_minutes']} min; peak RSS {gpt2['peak_rss_mb']} MB"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2"], action="append")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.chdir(REPO)
+    if args.child:
+        result = gpt2_step_time() if args.child == "gpt2" else run_recipe(args.child)
+        print(json.dumps(result))
+        return
+    if not (REPO / "data" / "prepared" / "train.csv").exists():
+        sys.exit("benchmark: data/prepared/ not found: run `dvc repro prepare` first")
+    (REPO / ".tmp").mkdir(exist_ok=True)
+    results = []
+    for part in args.only or ["reference", "pipeline", "gpt2"]:
+        print(f"benchmark: running {part} ...", flush=True)
+        results.append(in_subprocess(part))
+        print(json.dumps(results[-1]), flush=True)
+    text = report(results)
+    print(text)
+    with open(REPO / "benchmarks" / "results.md", "a", encoding="utf-8") as f:
+        f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
