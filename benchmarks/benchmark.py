@@ -2,6 +2,7 @@
 
     python benchmarks/benchmark.py                 # both recipes, plus the GPT-2 step time
     python benchmarks/benchmark.py --only gpt2     # one part: reference | pipeline | gpt2
+    python benchmarks/benchmark.py --epochs 1      # both recipes for 1 epoch (throughput only)
 
 Run from the repository root after `dvc repro prepare`. Each recipe trains in its own process
 (so peak RSS is its own), saves its adapter to a scratch folder, and is scored on the test
@@ -36,7 +37,7 @@ RECIPES = {
 }
 
 
-def run_recipe(name: str) -> dict:
+def run_recipe(name: str, epochs: int | None = None) -> dict:
     """Train and score one recipe in this process; returns its measurements."""
     from stages.data import load_split
     from stages.finetune import train
@@ -50,6 +51,8 @@ def run_recipe(name: str) -> dict:
     updates = {group: params.__getattribute__(group).model_copy(update=values)
                for group, values in recipe.items() if group in ("train", "model")}
     params = params.model_copy(update=updates)
+    if epochs is not None:  # a shorter run for a quick throughput comparison
+        params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": epochs})})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as scratch:
         adapter = Path(scratch) / "adapter"
@@ -122,8 +125,9 @@ def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
     }
 
 
-def in_subprocess(part: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", part], cwd=REPO, capture_output=True, text=True)
+def in_subprocess(part: str, epochs: int | None) -> dict:
+    extra = ["--epochs", str(epochs)] if epochs is not None else []
+    result = subprocess.run([sys.executable, __file__, "--child", part, *extra], cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"benchmark: {part} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -163,11 +167,12 @@ def report(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["reference", "pipeline", "gpt2"], action="append")
+    parser.add_argument("--epochs", type=int, help="override both recipes' epochs (default: theirs, 3)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.chdir(REPO)
     if args.child:
-        result = gpt2_step_time() if args.child == "gpt2" else run_recipe(args.child)
+        result = gpt2_step_time() if args.child == "gpt2" else run_recipe(args.child, args.epochs)
         print(json.dumps(result))
         return
     if not (REPO / "data" / "prepared" / "train.csv").exists():
@@ -176,7 +181,7 @@ def main() -> None:
     results = []
     for part in args.only or ["reference", "pipeline", "gpt2"]:
         print(f"benchmark: running {part} ...", flush=True)
-        results.append(in_subprocess(part))
+        results.append(in_subprocess(part, args.epochs))
         print(json.dumps(results[-1]), flush=True)
     text = report(results)
     print(text)
