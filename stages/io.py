@@ -15,7 +15,9 @@ from stages.paths import TMP_DIR
 def _scratch(target: Path) -> Path:
     # Same filesystem as the target, so the final rename is atomic.
     TMP_DIR.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=TMP_DIR))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=TMP_DIR))
+    scratch.chmod(0o755)  # mkdtemp's 0700 would follow the folder into place
+    return scratch
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -133,7 +133,8 @@ def add_lora(model: nn.Module, lora: LoraParams):
 
 def load_trained(model: ModelParams, seed: int, adapter_dir: Path = ADAPTER_DIR):
     """The base model plus the saved adapter and head, fresh from disk."""
-    if not (adapter_dir / "adapter_config.json").exists():
+    # safetensors only: an adapter saved as a pickle (adapter_model.bin) is never loaded.
+    if not all((adapter_dir / name).exists() for name in ("adapter_config.json", "adapter_model.safetensors")):
         raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
     tokenizer = load_tokenizer(model)
     base = load_classifier(model, tokenizer, seed)

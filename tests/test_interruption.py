@@ -1,0 +1,190 @@
+"""Interruption and determinism, for real, in a scratch DVC repo with the tiny BERT.
+
+Ctrl-C (SIGINT) or kill -9 in the middle of training, run directly or under `dvc repro`,
+leaves the last good adapter, metrics/train.json and dvc.lock as they were, and the next
+`dvc repro` completes. The same params and seed give the same metrics, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dvc, make_project, read_json, run
+
+# Written byte-identically by two runs with the same params and seed.
+STABLE_METRICS = ("base.json", "lora.json", "zeroshot.json", "data.json")
+
+
+def without_timings(train: dict) -> dict:
+    """train.json less its clock readings (wall_seconds, train_seconds, *_per_second)."""
+    return {key: value for key, value in train.items() if "second" not in key}
+
+
+# tqdm's training bar at step 2 or later ("  0%|   | 2/400 [00:03<...]"): an optimizer step is done.
+TRAINING = re.compile(r"\b([2-9]|\d{2,})/\d+ \[")
+
+
+def commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], cwd=project)
+    run(["git", "commit", "-qm", message], cwd=project)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_bert):
+    """`dvc repro` from scratch on the tiny BERT (2 epochs), committed."""
+    project = make_project(tmp_path_factory.mktemp("interrupt") / "project", tiny_bert)
+    dvc("repro", cwd=project)
+    commit(project, "first run")
+    return project
+
+
+def kept_outputs(project: Path) -> dict[str, bytes]:
+    """What an interrupted finetune must not touch: the adapter and its metrics."""
+    files = [*sorted((project / "models" / "adapter").iterdir()), project / "metrics" / "train.json"]
+    return {str(path.relative_to(project)): path.read_bytes() for path in files}
+
+
+def set_epochs(project: Path, epochs: int) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def start(cmd: list[str], project: Path, log: Path) -> subprocess.Popen:
+    """Run in its own process group (like a terminal job), output to a log file we can poll."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=project, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def wait_for_training(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if TRAINING.search(log.read_text(errors="replace")):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"exited ({proc.returncode}) before training started:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"training did not start within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Never leave a training run behind, whatever the test's outcome."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def interrupt(cmd: list[str], project: Path, log: Path, sig: signal.Signals, group: bool = False) -> tuple[int, str]:
+    """Start cmd, wait until it is training, send sig (to the whole group if asked); exit code and output."""
+    proc = start(cmd, project, log)
+    try:
+        wait_for_training(proc, log)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        returncode = proc.wait(timeout=120)
+    finally:
+        stop_group(proc)
+    return returncode, log.read_text(errors="replace")
+
+
+def changed_outs(status: dict, stage: str) -> dict:
+    changes = {}
+    for entry in status.get(stage, []):
+        if isinstance(entry, dict):
+            changes.update(entry.get("changed outs", {}))
+    return changes
+
+
+def test_repro_force_gives_byte_identical_metrics(project):
+    """Same params and seed: the from-scratch run and a forced rerun agree byte for byte."""
+    metrics = project / "metrics"
+    first = {name: (metrics / name).read_bytes() for name in STABLE_METRICS}
+    first_train = read_json(metrics / "train.json")
+    first_adapter = (project / "models" / "adapter" / "adapter_model.safetensors").read_bytes()
+    out = dvc("repro", "--force", cwd=project).stdout
+    assert all(f"Running stage '{stage}'" in out for stage in ("prepare", "baseline", "zeroshot", "finetune", "evaluate"))
+    for name in STABLE_METRICS:
+        assert (metrics / name).read_bytes() == first[name], f"metrics/{name} differs between identical runs"
+    again_train = read_json(metrics / "train.json")
+    assert set(again_train) == set(first_train)
+    assert without_timings(again_train) == without_timings(first_train)
+    assert {"wall_seconds", "train_seconds", "train_samples_per_second"} <= set(first_train) - set(without_timings(first_train))
+    assert (project / "models" / "adapter" / "adapter_model.safetensors").read_bytes() == first_adapter
+    commit(project, "forced run")
+
+
+def test_ctrl_c_and_kill_9_during_finetune_lose_nothing(project, tmp_path):
+    before = kept_outputs(project)
+    set_epochs(project, 40)  # long enough to be stopped mid-training
+    finetune = [sys.executable, "-m", "stages.finetune"]
+
+    returncode, output = interrupt(finetune, project, tmp_path / "sigint.log", signal.SIGINT)
+    assert returncode == 130, output[-3000:]
+    assert "finetune: interrupted; outputs written before are intact" in output
+    assert "Traceback" not in output
+    assert kept_outputs(project) == before
+    assert not list((project / ".tmp").glob("*"))  # the checkpoint scratch folder is removed
+
+    returncode, output = interrupt(finetune, project, tmp_path / "sigkill.log", signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    assert kept_outputs(project) == before
+
+    # Back to the committed params: repro reruns finetune (DVCLive's curves were rewritten)
+    # and ends with everything up to date.
+    run(["git", "checkout", "params.yaml"], cwd=project)
+    dvc("repro", cwd=project)
+    assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
+    assert "up to date" in dvc("status", cwd=project).stdout
+    after = kept_outputs(project)
+    assert {k: v for k, v in after.items() if k.startswith("models/")} == \
+           {k: v for k, v in before.items() if k.startswith("models/")}  # and the same adapter
+    commit(project, "after interruptions")
+
+
+def test_interrupted_dvc_repro_keeps_lock_and_outputs(project, tmp_path):
+    """Ctrl-C and kill -9 of the whole `dvc repro` process group mid-training.
+
+    dvc.yaml marks finetune's adapter and train.json `persist: true`: otherwise DVC deletes
+    them before running the stage, and a killed run would leave dvc.lock pointing at nothing.
+    """
+    lock = (project / "dvc.lock").read_bytes()
+    before = kept_outputs(project)
+    set_epochs(project, 40)
+    repro = [sys.executable, "-m", "dvc", "repro"]
+
+    returncode, output = interrupt(repro, project, tmp_path / "dvc-sigint.log", signal.SIGINT, group=True)
+    assert returncode != 0
+    assert "finetune: interrupted; outputs written before are intact" in output
+    assert "failed to reproduce 'finetune'" in output and "exited with 130" in output
+    assert (project / "dvc.lock").read_bytes() == lock
+    assert kept_outputs(project) == before
+
+    returncode, output = interrupt(repro, project, tmp_path / "dvc-sigkill.log", signal.SIGKILL, group=True)
+    assert returncode == -signal.SIGKILL
+    assert (project / "dvc.lock").read_bytes() == lock
+    assert kept_outputs(project) == before
+    # dvc.lock still matches the files on disk: only params (and DVCLive's curves) changed.
+    status = json.loads(dvc("status", "--json", cwd=project).stdout)
+    assert set(status) == {"finetune"}
+    changed = changed_outs(status, "finetune")
+    assert "models/adapter" not in changed and "metrics/train.json" not in changed
+    assert {"changed deps": {"params.yaml": {"train": "modified"}}} in status["finetune"]
+
+    # The killed run left no lock behind that blocks the next one.
+    run(["git", "checkout", "params.yaml"], cwd=project)
+    out = dvc("repro", cwd=project).stdout
+    assert "Running stage 'finetune'" in out or "didn't change" in out
+    assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}

@@ -1,0 +1,273 @@
+"""Safety: no pickles, no remote code, safetensors only, no leaked W&B key, no network calls.
+
+Source scans of stages/ catch a regression before it runs; the runtime checks load a model
+folder holding only a (booby-trapped) pytorch_model.bin, run the pipeline with a W&B key set
+and look for it in every file, and run every stage in-process behind a socket guard.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import os
+import pickle
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_project, run
+
+STAGES = sorted((REPO / "stages").glob("*.py"))
+
+
+# --- source scans -------------------------------------------------------------------------
+
+
+def calls(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Call):
+            yield node
+
+
+def dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return "?"
+
+
+def keyword(call: ast.Call, name: str):
+    """The keyword's value as a constant; None when absent; '<expr>' when not a constant."""
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value.value if isinstance(kw.value, ast.Constant) else "<expr>"
+    return None
+
+
+def where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(REPO)}:{node.lineno}"
+
+
+def test_stages_are_scanned():
+    assert {p.name for p in STAGES} >= {"data.py", "modeling.py", "finetune.py", "evaluate.py", "predict.py"}
+
+
+def test_no_pickle_loading_in_stages():
+    pattern = re.compile(r"\b(c?pickle|cloudpickle|dill|joblib|shelve|marshal)\b|read_pickle|allow_pickle")
+    found = [f"{p.relative_to(REPO)}:{i}: {line.strip()}" for p in STAGES
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not found, "pickle-based loading in stages/:\n" + "\n".join(found)
+
+
+def test_torch_load_only_with_weights_only():
+    bad = [where(p, c) for p in STAGES for c in calls(p)
+           if dotted(c.func).endswith("torch.load") and keyword(c, "weights_only") is not True]
+    assert not bad, f"torch.load without weights_only=True at {bad}"
+    imports = [p.name for p in STAGES if re.search(r"from torch import .*\bload\b", p.read_text(encoding="utf-8"))]
+    assert not imports
+
+
+def test_trust_remote_code_never_true():
+    bad = [where(p, c) for p in STAGES for c in calls(p)
+           if keyword(c, "trust_remote_code") not in (None, False)]
+    assert not bad, f"trust_remote_code not False at {bad}"
+    assert not any("trust_remote_code=True" in p.read_text(encoding="utf-8") for p in STAGES)
+
+
+def test_models_load_with_use_safetensors():
+    """Every transformers model class's from_pretrained passes use_safetensors=True."""
+    model_loads = [(p, c) for p in STAGES for c in calls(p)
+                   if isinstance(c.func, ast.Attribute) and c.func.attr == "from_pretrained"
+                   and re.fullmatch(r"AutoModel\w*|\w+Model|\w+For\w+", dotted(c.func.value))
+                   and not dotted(c.func.value).startswith("Peft")]
+    assert len(model_loads) >= 2  # the classifier and the bare encoder
+    bad = [where(p, c) for p, c in model_loads if keyword(c, "use_safetensors") is not True]
+    assert not bad, f"from_pretrained without use_safetensors=True at {bad}"
+
+
+# --- a model folder holding only a pickle ---------------------------------------------------
+
+
+class _Canary:
+    """Unpickling this creates a file: proof that a pickle was run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture(scope="module")
+def pickle_only_model(tmp_path_factory, tiny_bert):
+    """The tiny BERT's config and tokenizer, with its weights as a booby-trapped pytorch_model.bin."""
+    folder = tmp_path_factory.mktemp("pickle-only")
+    marker = folder.parent / f"{folder.name}-UNPICKLED"
+    for item in tiny_bert.iterdir():
+        if item.suffix != ".safetensors":
+            shutil.copy(item, folder / item.name)
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"bert.embeddings": _Canary(marker)}, protocol=2))
+    return folder, marker
+
+
+def test_pickle_only_model_fails_with_one_line(pickle_only_model):
+    from stages.errors import PipelineError
+    from stages.modeling import load_classifier, load_encoder, load_tokenizer
+    from stages.params import ModelParams
+
+    folder, marker = pickle_only_model
+    params = ModelParams(name=str(folder))
+    tokenizer = load_tokenizer(params)
+    for load in (lambda: load_classifier(params, tokenizer, seed=0), lambda: load_encoder(params)):
+        with pytest.raises(PipelineError) as error:
+            load()
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith(f"cannot load model '{folder}' (OSError: Error no file named model.safetensors")
+        assert "safetensors weights" in message
+    assert not marker.exists(), "pytorch_model.bin was unpickled"
+
+
+def test_pickle_only_model_end_to_end(tmp_path, pickle_only_model):
+    folder, marker = pickle_only_model
+    project = make_project(tmp_path / "project", folder)
+    result = run([sys.executable, "-m", "stages.finetune"], cwd=project, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"finetune: error: cannot load model '{folder}' (OSError: Error no file named "
+                               "model.safetensors found in directory")
+    assert not marker.exists()
+
+
+def pickle_only_adapter(tmp_path: Path, marker: Path) -> Path:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        '{"peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4, "target_modules": ["query"]}')
+    (adapter / "adapter_model.bin").write_bytes(pickle.dumps({"w": _Canary(marker)}, protocol=2))
+    return adapter
+
+
+def test_pickle_only_adapter_is_never_run(tmp_path, tiny_bert):
+    """PEFT falls back to torch.load(weights_only=True), which refuses the pickle's code."""
+    from stages.modeling import load_trained
+    from stages.params import ModelParams
+
+    marker = tmp_path / "UNPICKLED"
+    with pytest.raises(Exception):
+        load_trained(ModelParams(name=str(tiny_bert)), 0, pickle_only_adapter(tmp_path, marker))
+    assert not marker.exists()
+
+
+def test_pickle_only_adapter_fails_with_one_line(tmp_path, tiny_bert):
+    from stages.errors import PipelineError
+    from stages.modeling import load_trained
+    from stages.params import ModelParams
+
+    with pytest.raises(PipelineError, match="no trained adapter"):
+        load_trained(ModelParams(name=str(tiny_bert)), 0, pickle_only_adapter(tmp_path, tmp_path / "UNPICKLED"))
+
+
+# --- the W&B key stays in the environment ---------------------------------------------------
+
+
+def test_wandb_key_never_written(tmp_path, tiny_bert):
+    secret = uuid.uuid4().hex + uuid.uuid4().hex[:8]  # 40 characters, like a real key
+    project = make_project(tmp_path / "project", tiny_bert, logging__wandb="offline", train__epochs=1)
+    home = tmp_path / "home"  # where wandb would put ~/.netrc or ~/.config/wandb
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env.update(WANDB_API_KEY=secret, HOME=str(home))
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, capture_output=True, text=True,
+                            env=env, stdin=subprocess.DEVNULL, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert len(list((project / "wandb").glob("offline-run-*"))) == 2  # W&B really ran: training and evaluation
+    assert secret not in result.stdout + result.stderr
+    needle = secret.encode()
+    leaks = [str(path) for root in (project, home) for path in root.rglob("*")
+             if path.is_file() and not path.is_symlink() and needle in path.read_bytes()]
+    assert not leaks, f"WANDB_API_KEY written to {leaks}"
+
+
+# --- no network with model and data local ----------------------------------------------------
+
+
+def _loopback(host) -> bool:
+    if host in (None, "", "localhost", b"localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host, "ascii") if isinstance(host, bytes) else host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def network_guard(monkeypatch):
+    """Any connection or name lookup beyond loopback is recorded and refused."""
+    attempts: list = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo, real_create_connection = socket.getaddrinfo, socket.create_connection
+
+    def check(address):
+        if isinstance(address, tuple) and not _loopback(address[0]):  # AF_UNIX paths are local
+            attempts.append(address)
+            raise OSError(f"test_safety: network call to {address} blocked")
+
+    def connect(self, address):
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        check(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host):
+            attempts.append(host)
+            raise socket.gaierror(f"test_safety: lookup of {host} blocked")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def create_connection(address, *args, **kwargs):
+        check(address)
+        return real_create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return attempts
+
+
+def test_network_guard_blocks_and_records(network_guard):
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://203.0.113.7/x.csv", timeout=1)  # TEST-NET-3, never routed
+    with pytest.raises(OSError):
+        socket.create_connection(("huggingface.co", 443), timeout=1)
+    assert ("203.0.113.7", 80) in network_guard and ("huggingface.co", 443) in network_guard
+    with pytest.raises(ConnectionRefusedError):  # loopback stays allowed
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+
+
+def test_pipeline_makes_no_network_call(tmp_path, tiny_bert, monkeypatch, network_guard):
+    project = make_project(tmp_path / "project", tiny_bert, train__epochs=1)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM"):
+        monkeypatch.delenv(key, raising=False)  # the stages set these; restored after the test
+    from stages import baseline, evaluate, finetune, prepare, zeroshot
+
+    for stage in (prepare, baseline, zeroshot, finetune, evaluate):
+        stage.main()
+    assert network_guard == []
+    for output in ("metrics/data.json", "metrics/base.json", "metrics/zeroshot.json", "metrics/train.json",
+                   "metrics/lora.json", "models/adapter/adapter_model.safetensors"):
+        assert (project / output).exists(), output
