@@ -59,6 +59,8 @@ def training_arguments(params: Params, output_dir: str, report_to: list[str]) ->
         report_to=report_to,
         disable_tqdm=False,
         dataloader_num_workers=0,
+        # torchrun on CPUs: accelerate picks the gloo backend only when told it runs on CPU.
+        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
     )
 
 
@@ -109,9 +111,11 @@ def train(params: Params, adapter_dir=ADAPTER_DIR, pad_to_max_length: bool = Fal
     )
     try:
         result = trainer.train() if params.train.epochs > 0 else None
+        trainer.accelerator.wait_for_everyone()  # all processes have loaded the best epoch
     finally:
         finish_tracking()
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        if trainer.is_world_process_zero():
+            shutil.rmtree(checkpoints, ignore_errors=True)
         (Path(log_dir) / "plots").mkdir(parents=True, exist_ok=True)  # a DVC output, even at 0 epochs
 
     if not trainer.is_world_process_zero():

@@ -133,7 +133,7 @@ def add_lora(model: nn.Module, lora: LoraParams):
 
 def load_trained(model: ModelParams, seed: int, adapter_dir: Path = ADAPTER_DIR):
     """The base model plus the saved adapter and head, fresh from disk."""
-    # safetensors only: an adapter saved as a pickle (adapter_model.bin) is never loaded.
+    # safetensors only: an adapter saved as adapter_model.bin is never loaded.
     if not all((adapter_dir / name).exists() for name in ("adapter_config.json", "adapter_model.safetensors")):
         raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
     tokenizer = load_tokenizer(model)
