@@ -168,7 +168,10 @@ def test_interrupted_dvc_repro_keeps_lock_and_outputs(project, tmp_path):
     returncode, output = interrupt(repro, project, tmp_path / "dvc-sigint.log", signal.SIGINT, group=True)
     assert returncode != 0
     assert "finetune: interrupted; outputs written before are intact" in output
-    assert "failed to reproduce 'finetune'" in output and "exited with 130" in output
+    # DVC runs the stage through $SHELL. bash execs the command, so DVC sees our exit code 130;
+    # dash (/bin/sh, where SHELL is unset) waits, then re-raises the SIGINT on itself: -2.
+    assert "failed to reproduce 'finetune'" in output
+    assert re.search(r"exited with (130|-2)\b", output), output[-3000:]
     assert (project / "dvc.lock").read_bytes() == lock
     assert kept_outputs(project) == before
 
