@@ -4,7 +4,7 @@ from stages.data import load_splits
 from stages.errors import cli
 from stages.io import write_json
 from stages.metrics import evaluate_splits, summary_line
-from stages.modeling import load_classifier, load_tokenizer, predict_proba, quiet_libraries
+from stages.modeling import load_classifier, load_tokenizer, predict_splits, quiet_libraries
 from stages.params import load_params
 from stages.paths import BASE_METRICS, RESULTS_DIR
 
@@ -17,11 +17,7 @@ def main() -> None:
     tokenizer = load_tokenizer(params.model)
     # Same seed as finetune, so this head is exactly the one LoRA starts from.
     model = load_classifier(params.model, tokenizer, params.train.seed)
-    probs = {
-        name: predict_proba(model, tokenizer, splits[name]["question_1"], splits[name]["question_2"],
-                            params.model.max_length, params.eval.batch_size)
-        for name in ("validation", "test")
-    }
+    probs = predict_splits(model, tokenizer, splits, params)
     metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "base")
     write_json(BASE_METRICS, metrics)
     print(summary_line("baseline", metrics))

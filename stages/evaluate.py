@@ -6,7 +6,7 @@ from stages.data import load_splits
 from stages.errors import cli
 from stages.io import write_json
 from stages.metrics import evaluate_splits, summary_line
-from stages.modeling import load_trained, predict_proba, quiet_libraries
+from stages.modeling import load_trained, predict_splits, quiet_libraries
 from stages.params import load_params
 from stages.paths import BASE_METRICS, LORA_METRICS, RESULTS_DIR, ZEROSHOT_METRICS
 from stages.tracking import log_comparison
@@ -18,11 +18,7 @@ def main() -> None:
     params = load_params()
     splits = load_splits()
     model, tokenizer = load_trained(params.model, params.train.seed)
-    probs = {
-        name: predict_proba(model, tokenizer, splits[name]["question_1"], splits[name]["question_2"],
-                            params.model.max_length, params.eval.batch_size)
-        for name in ("validation", "test")
-    }
+    probs = predict_splits(model, tokenizer, splits, params)
     metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "lora")
     write_json(LORA_METRICS, metrics)
     others = {name: json.loads(path.read_text()) for name, path in

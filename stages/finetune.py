@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -20,14 +21,41 @@ from stages.params import Params, load_params
 from stages.paths import ADAPTER_DIR, DVCLIVE_DIR, TMP_DIR, TRAIN_METRICS
 from stages.tracking import training_callbacks
 
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
-def tokenized(split: str, tokenizer, max_length: int) -> Dataset:
-    """A split tokenised once, with a `length` column for length-grouped batches."""
+
+def tokenized(split: str, tokenizer, max_length: int, swapped: bool = False) -> Dataset:
+    """A split tokenised once, with a `length` column for length-grouped batches; with swapped,
+    also each pair in the other question order (`swapped_*` columns)."""
     table = load_split(split)
     encoded = encode_pairs(tokenizer, table["question_1"], table["question_2"], max_length)
     columns = {**encoded, "labels": table["label"].tolist()}
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    if swapped:
+        other = encode_pairs(tokenizer, table["question_2"], table["question_1"], max_length)
+        columns.update({f"swapped_{key}": values for key, values in other.items()})
     return Dataset.from_dict(columns)
+
+
+class PairCollator(DataCollatorWithPadding):
+    """Pads a batch of model inputs; where a pair comes in both orders, a seeded coin picks one.
+
+    Question similarity is symmetric, so the swapped pair is a free second example: the model
+    learns no preference for which question comes first.
+    """
+
+    def __init__(self, tokenizer, seed: int, **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = []
+        for feature in features:
+            swap = "swapped_input_ids" in feature and self.rng.random() < 0.5
+            prefix = "swapped_" if swap else ""
+            inputs = {key: feature[prefix + key] for key in MODEL_INPUTS if prefix + key in feature}
+            batch.append({**inputs, "labels": feature["labels"]})
+        return super().__call__(batch)
 
 
 def training_arguments(params: Params, output_dir: str, report_to: list[str]) -> TrainingArguments:
@@ -59,6 +87,8 @@ def training_arguments(params: Params, output_dir: str, report_to: list[str]) ->
         report_to=report_to,
         disable_tqdm=False,
         dataloader_num_workers=0,
+        # PairCollator picks the model inputs itself (it needs the swapped_* columns).
+        remove_unused_columns=False,
         # torchrun on CPUs: accelerate picks the gloo backend only when told it runs on CPU.
         use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
     )
@@ -89,16 +119,16 @@ def train(params: Params, adapter_dir=ADAPTER_DIR, pad_to_max_length: bool = Fal
     model.peft_config["default"].base_model_name_or_path = params.model.name
     trainable, total = model.get_nb_trainable_parameters()
 
-    train_set = tokenized("train", tokenizer, params.model.max_length)
+    train_set = tokenized("train", tokenizer, params.model.max_length, swapped=params.train.swap_questions)
     validation_set = tokenized("validation", tokenizer, params.model.max_length)
     callbacks, report_to, finish_tracking = training_callbacks(params, log_dir)
     # One folder for all processes of a torchrun launch (they share its run id).
     checkpoints = TMP_DIR / f"checkpoints-{os.environ.get('TORCHELASTIC_RUN_ID') or os.getpid()}"
     args = training_arguments(params, str(checkpoints), report_to)
-    collator = DataCollatorWithPadding(tokenizer)
+    collator = PairCollator(tokenizer, params.train.seed)
     if pad_to_max_length:
         args.train_sampling_strategy = "random"
-        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=params.model.max_length)
+        collator = PairCollator(tokenizer, params.train.seed, padding="max_length", max_length=params.model.max_length)
     trainer = Trainer(
         model=model,
         args=args,

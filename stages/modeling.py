@@ -84,6 +84,11 @@ def load_classifier(model: ModelParams, tokenizer, seed: int):
     except (OSError, ValueError) as exc:
         raise _offline_error(model.name, exc) from None
     classifier.config.pad_token_id = tokenizer.pad_token_id
+    if model.dropout is not None:
+        # Every architecture reads its dropout rates from nn.Dropout modules (attention included).
+        for module in classifier.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = model.dropout
     return classifier
 
 
@@ -149,9 +154,28 @@ def encode_pairs(tokenizer, question_1, question_2, max_length: int) -> dict:
     return tokenizer(list(question_1), list(question_2), truncation="longest_first", max_length=max_length)
 
 
+def predict_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int,
+                  both_orders: bool = False) -> np.ndarray:
+    """P(similar) for each pair. both_orders: the mean over (q1, q2) and (q2, q1), since
+    similarity is symmetric but a cross-encoder's input is not."""
+    probs = _predict_in_order(model, tokenizer, question_1, question_2, max_length, batch_size)
+    if both_orders:
+        probs = (probs + _predict_in_order(model, tokenizer, question_2, question_1, max_length, batch_size)) / 2
+    return probs
+
+
+def predict_splits(model, tokenizer, splits: dict, params, names=("validation", "test")) -> dict[str, np.ndarray]:
+    """P(similar) for the pairs of each named split, as params.model and params.eval say."""
+    return {
+        name: predict_proba(model, tokenizer, splits[name]["question_1"], splits[name]["question_2"],
+                            params.model.max_length, params.eval.batch_size, params.eval.average_orders)
+        for name in names
+    }
+
+
 @torch.inference_mode()
-def predict_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int) -> np.ndarray:
-    """P(similar) for each pair. Batches are length-sorted so padding stays small."""
+def _predict_in_order(model, tokenizer, question_1, question_2, max_length: int, batch_size: int) -> np.ndarray:
+    """Batches are length-sorted so padding stays small."""
     model.eval()
     encoded = encode_pairs(tokenizer, question_1, question_2, max_length)
     order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")

@@ -40,6 +40,8 @@ class DataParams(_Group):
 class ModelParams(_Group):
     name: str = Field(min_length=1)
     max_length: int = Field(default=128, ge=8, le=4096)
+    # Dropout inside the pretrained model while training; None keeps its config's (0.1 for most).
+    dropout: float | None = Field(default=None, ge=0, lt=1)
 
 
 class LoraParams(_Group):
@@ -65,10 +67,14 @@ class TrainParams(_Group):
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 42
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Show each training pair in a random order of its two questions (a seeded coin per pair).
+    swap_questions: bool = True
 
 
 class EvalParams(_Group):
     batch_size: int = Field(default=64, ge=1)
+    # Score each pair in both question orders and average the probabilities.
+    average_orders: bool = True
     threshold: float = Field(default=0.5, gt=0, lt=1)
 
 

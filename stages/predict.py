@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         table = pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]})
     model, tokenizer = load_trained(params.model, params.train.seed)
     probs = predict_proba(model, tokenizer, table["question_1"], table["question_2"],
-                          params.model.max_length, params.eval.batch_size)
+                          params.model.max_length, params.eval.batch_size, params.eval.average_orders)
     table["prob_similar"] = probs.round(4)
     table["label"] = (probs >= params.eval.threshold).astype(int)
     if args.csv is None:

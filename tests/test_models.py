@@ -20,6 +20,9 @@ from stages.modeling import (
 )
 from stages.params import LoraParams, ModelParams
 
+QUESTIONS_1 = ["Can I drink on antibiotics?", "Is a rash after penicillin an allergy?", "How long does flu last?"]
+QUESTIONS_2 = ["Is alcohol safe with azithromycin?", "What does a sunburn look like?", "When is flu over?"]
+
 
 def test_default_model_resolves_to_offline_copy():
     path = resolve_model(DEFAULT_MODEL)
@@ -115,7 +118,8 @@ def test_reloaded_adapter_reproduces_saved_predictions(gpt2_project, monkeypatch
     params = load_params()
     model, tokenizer = load_trained(params.model, params.train.seed)
     saved = pd.read_csv("results/lora/predictions.csv")
-    probs = predict_proba(model, tokenizer, saved["question_1"], saved["question_2"], params.model.max_length, 4)
+    probs = predict_proba(model, tokenizer, saved["question_1"], saved["question_2"], params.model.max_length, 4,
+                          both_orders=params.eval.average_orders)
     assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)
 
 
@@ -135,3 +139,57 @@ def test_predict_without_adapter_says_run_dvc_repro(tmp_path):
     result = run([sys.executable, "-m", "stages.predict", "a", "b"], cwd=project, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "predict: error: no trained adapter in models/adapter: run `dvc repro` first"
+
+
+def test_model_dropout_param_sets_every_dropout_layer(tiny_bert):
+    params = ModelParams(name=str(tiny_bert), dropout=0.0)
+    tokenizer = load_tokenizer(params)
+    model = load_classifier(params, tokenizer, seed=0).train()
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    batch = tokenizer(QUESTIONS_1, QUESTIONS_2, padding=True, return_tensors="pt")
+    with torch.no_grad():  # no dropout left: training mode is deterministic
+        assert torch.equal(model(**batch).logits, model(**batch).logits)
+    kept = load_classifier(ModelParams(name=str(tiny_bert)), tokenizer, seed=0)
+    assert {m.p for m in kept.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}  # the config's
+
+
+def test_both_orders_average_is_symmetric(tiny_bert):
+    from stages.modeling import predict_proba
+
+    params = ModelParams(name=str(tiny_bert))
+    tokenizer = load_tokenizer(params)
+    model = load_classifier(params, tokenizer, seed=0)
+    forward = predict_proba(model, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2)
+    backward = predict_proba(model, tokenizer, QUESTIONS_2, QUESTIONS_1, 32, 2)
+    assert not forward == pytest.approx(backward)  # a cross-encoder is not symmetric by itself
+    both = predict_proba(model, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2, both_orders=True)
+    assert both == pytest.approx((forward + backward) / 2)
+    assert both == pytest.approx(predict_proba(model, tokenizer, QUESTIONS_2, QUESTIONS_1, 32, 2, both_orders=True))
+
+
+def test_pair_collator_shows_each_pair_in_a_seeded_random_order(tiny_bert, monkeypatch, tmp_path):
+    from stages.finetune import PairCollator, tokenized
+
+    monkeypatch.chdir(tmp_path)
+    split = tmp_path / "data" / "prepared"
+    split.mkdir(parents=True)
+    n = 200
+    pd.DataFrame({"dr_id": 1, "question_1": [f"first question {i}" for i in range(n)],
+                  "question_2": [f"second one {i} here" for i in range(n)], "label": [i % 2 for i in range(n)]}
+                 ).to_csv(split / "train.csv", index=False)
+    tokenizer = load_tokenizer(ModelParams(name=str(tiny_bert)))
+    dataset = tokenized("train", tokenizer, 48, swapped=True)
+    features = [dataset[i] for i in range(n)]
+
+    def firsts(seed):
+        batch = PairCollator(tokenizer, seed)(features)
+        assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+        assert batch["labels"].tolist() == [i % 2 for i in range(n)]
+        return [tokenizer.decode(ids[1:3]) for ids in batch["input_ids"]]  # the first question's first words
+
+    first = firsts(seed=1)
+    assert 60 < first.count("second one") < 140 and first.count("second one") + first.count("first question") == n
+    assert firsts(seed=1) == first and firsts(seed=2) != first
+    # Without swapped columns (validation), the pairs pass through in their order.
+    plain = PairCollator(tokenizer, 1)([{k: v for k, v in f.items() if not k.startswith("swapped_")} for f in features])
+    assert all(tokenizer.decode(ids[1:3]) == "first question" for ids in plain["input_ids"])

@@ -22,7 +22,8 @@ def with_value(path: str, value):
 
 def test_repo_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params.lora.r == 8 and params.lora.alpha == 32 and params.lora.dropout == 0.1
+    assert params.lora.r == 8 and params.lora.alpha == 32 and params.lora.dropout == 0.0
+    assert params.model.dropout == 0.0 and params.train.swap_questions and params.eval.average_orders
     assert params.data.split == "grouped"
     assert params.model.name == "sentence-transformers/all-MiniLM-L6-v2"
 
