@@ -29,10 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # The reference recipe (GPT-2 LoRA notebook) on our model: every pair padded to 128 tokens,
-# batch 8, lr 2e-5, 3 epochs, fp32, each pair scored in its one order.
+# batch 8, lr 2e-5, 3 epochs, fp32, LoRA and model dropout 0.1, each pair in its one order.
 RECIPES = {
-    "reference": {"train": {"learning_rate": 2e-5, "batch_size": 8, "epochs": 3, "precision": "fp32"},
-                  "model": {"max_length": 128}, "eval": {"average_orders": False}, "pad_to_max_length": True},
+    "reference": {"train": {"learning_rate": 2e-5, "batch_size": 8, "epochs": 3, "precision": "fp32",
+                            "warmup_ratio": 0.0, "swap_questions": False},
+                  "model": {"max_length": 128, "dropout": None}, "lora": {"dropout": 0.1},
+                  "eval": {"average_orders": False}, "pad_to_max_length": True},
     "pipeline": {"pad_to_max_length": False},  # params.yaml as it is
 }
 
@@ -49,7 +51,7 @@ def run_recipe(name: str, epochs: int | None = None) -> dict:
     recipe = RECIPES[name]
     params = load_params()
     updates = {group: params.__getattribute__(group).model_copy(update=values)
-               for group, values in recipe.items() if group in ("train", "model", "eval")}
+               for group, values in recipe.items() if group in ("train", "model", "lora", "eval")}
     params = params.model_copy(update=updates)
     if epochs is not None:  # a shorter run for a quick throughput comparison
         params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": epochs})})

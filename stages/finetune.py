@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import time
@@ -22,6 +23,17 @@ from stages.paths import ADAPTER_DIR, DVCLIVE_DIR, TMP_DIR, TRAIN_METRICS
 from stages.tracking import training_callbacks
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+M_MMAP_THRESHOLD = -3  # glibc's mallopt option
+
+
+def fix_mmap_threshold(size: int = 2 << 20) -> None:
+    """Keep peak RSS down on glibc. It raises its mmap threshold each time a large block is freed,
+    so activations of ever-changing batch shapes end up in a heap that never shrinks; a fixed 2 MB
+    threshold gives them back to the OS (finetune's peak RSS, benchmarks/results.md)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, size)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 def tokenized(split: str, tokenizer, max_length: int, swapped: bool = False) -> Dataset:
@@ -113,6 +125,7 @@ def train(params: Params, adapter_dir=ADAPTER_DIR, pad_to_max_length: bool = Fal
     recipe did (the benchmark compares it); the default pads each length-grouped batch.
     """
     started = time.perf_counter()
+    fix_mmap_threshold()
     tokenizer = load_tokenizer(params.model)
     model = add_lora(load_classifier(params.model, tokenizer, params.train.seed), params.lora)
     # Record the model id, not this machine's path to it.
@@ -120,7 +133,8 @@ def train(params: Params, adapter_dir=ADAPTER_DIR, pad_to_max_length: bool = Fal
     trainable, total = model.get_nb_trainable_parameters()
 
     train_set = tokenized("train", tokenizer, params.model.max_length, swapped=params.train.swap_questions)
-    validation_set = tokenized("validation", tokenizer, params.model.max_length)
+    # Length-sorted, so the per-epoch evaluation pads little.
+    validation_set = tokenized("validation", tokenizer, params.model.max_length).sort("length")
     callbacks, report_to, finish_tracking = training_callbacks(params, log_dir)
     # One folder for all processes of a torchrun launch (they share its run id).
     checkpoints = TMP_DIR / f"checkpoints-{os.environ.get('TORCHELASTIC_RUN_ID') or os.getpid()}"

@@ -72,7 +72,7 @@ class TrainParams(_Group):
 
 
 class EvalParams(_Group):
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     # Score each pair in both question orders and average the probabilities.
     average_orders: bool = True
     threshold: float = Field(default=0.5, gt=0, lt=1)
