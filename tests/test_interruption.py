@@ -60,11 +60,17 @@ def set_epochs(project: Path, epochs: int) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def default_sigint() -> None:
+    # A job started in the background (`cmd &`, nohup) ignores SIGINT, and its children inherit that;
+    # Python then installs no KeyboardInterrupt handler. Restore what a terminal job has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(cmd: list[str], project: Path, log: Path) -> subprocess.Popen:
     """Run in its own process group (like a terminal job), output to a log file we can poll."""
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=project, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=default_sigint)
 
 
 def wait_for_training(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
