@@ -41,13 +41,19 @@ RECIPES = {
 
 def run_recipe(name: str, epochs: int | None = None) -> dict:
     """Train and score one recipe in this process; returns its measurements."""
-    from stages.data import load_split
-    from stages.finetune import train
-    from stages.metrics import classification_metrics
-    from stages.modeling import load_trained, predict_splits, quiet_libraries
-    from stages.params import load_params
+    from mqp.cli import quiet_libraries
+    from mqp.inference import score_splits
+    from mqp.lora import load_trained, save_trained, with_lora
+    from mqp.metrics import classification_metrics
+    from mqp.models import base_model, load_tokenizer
+    from mqp.params import load_params
+    from mqp.paths import TMP_DIR
+    from mqp.splits import load_splits
+    from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, training_arguments,
+                              training_sets, training_summary)
 
     quiet_libraries()
+    fix_mmap_threshold()
     recipe = RECIPES[name]
     params = load_params()
     updates = {group: params.__getattribute__(group).model_copy(update=values)
@@ -56,14 +62,26 @@ def run_recipe(name: str, epochs: int | None = None) -> dict:
     if epochs is not None:  # a shorter run for a quick throughput comparison
         params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": epochs})})
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=REPO / ".tmp") as scratch:
+    splits = load_splits()
+    TMP_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=TMP_DIR) as scratch:
+        tokenizer = load_tokenizer(params.model)
+        model = with_lora(base_model(params, tokenizer), params)
+        datasets = training_sets(params, tokenizer, splits)
+        args = training_arguments(params, Path(scratch) / "checkpoints", report_to=[])
+        collator = collator_for(params, tokenizer)
+        if recipe["pad_to_max_length"]:  # the reference: random batches, every pair padded to max_length
+            args.train_sampling_strategy = "random"
+            collator = collator_for(params, tokenizer, padding="max_length", max_length=params.model.max_length)
+        trainer = make_trainer(model, params, tokenizer, datasets, args, collator, callbacks=[])
+        result = fit(trainer, params.train.epochs, Path(scratch) / "checkpoints")
+        summary = training_summary(trainer, result, datasets[0], params, time.perf_counter() - started)
         adapter = Path(scratch) / "adapter"
-        summary = train(params, adapter, pad_to_max_length=recipe["pad_to_max_length"],
-                        log_dir=Path(scratch) / "dvclive")
-        model, tokenizer = load_trained(params.model, params.train.seed, adapter)
-        test = load_split("test")
-        probs = predict_splits(model, tokenizer, {"test": test}, params, names=("test",))["test"]
-    metrics = classification_metrics(test["label"], probs, params.eval.threshold)
+        adapter.mkdir()
+        save_trained(trainer.model, adapter)
+        model = load_trained(params, tokenizer, adapter)
+        probs = score_splits(model, tokenizer, splits, params, names=("test",))["test"]
+    metrics = classification_metrics(splits["test"]["label"], probs, params.eval.threshold)
     return {
         "recipe": name,
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -84,9 +102,11 @@ def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2Tokenizer
 
-    from stages.data import load_split
-    from stages.modeling import add_lora, encode_pairs, quiet_libraries
-    from stages.params import LoraParams
+    from mqp.cli import quiet_libraries
+    from mqp.inference import encode_pairs
+    from mqp.lora import add_lora
+    from mqp.params import LoraParams
+    from mqp.splits import load_split
 
     quiet_libraries()
     shared = Path(os.environ.get("MQP_SHARED", REPO.parent / "shared")) / "gpt2-tokenizer"
@@ -96,7 +116,7 @@ def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
     tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(0)
     model = add_lora(GPT2ForSequenceClassification(GPT2Config(num_labels=2, pad_token_id=tokenizer.eos_token_id)),
-                     LoraParams(r=8, alpha=32, dropout=0.1))
+                     LoraParams(r=8, alpha=32, dropout=0.1, target_modules="auto"))
     trainable, total = model.get_nb_trainable_parameters()
     train = load_split("train").iloc[:batch]
     encoded = encode_pairs(tokenizer, train["question_1"], train["question_2"], 128)
@@ -176,9 +196,10 @@ def main() -> None:
         result = gpt2_step_time() if args.child == "gpt2" else run_recipe(args.child, args.epochs)
         print(json.dumps(result))
         return
-    if not (REPO / "data" / "prepared" / "train.csv").exists():
-        sys.exit("benchmark: data/prepared/ not found: run `dvc repro prepare` first")
-    (REPO / ".tmp").mkdir(exist_ok=True)
+    from mqp.paths import PREPARED_DIR, split_csv
+
+    if not split_csv("train").exists():
+        sys.exit(f"benchmark: {PREPARED_DIR} not found: run `dvc repro prepare` first")
     results = []
     for part in args.only or ["reference", "pipeline", "gpt2"]:
         print(f"benchmark: running {part} ...", flush=True)

@@ -1,26 +1,27 @@
-"""baseline: the unmodified base model with a fresh, seeded classification head (the "before")."""
+"""baseline: the untrained model (the "before"): the base model with a fresh, seeded classifier
+head, or for the bi-encoder its initial similarity head."""
 
-from stages.data import load_splits
-from stages.errors import cli
-from stages.io import write_json
-from stages.metrics import evaluate_splits, summary_line
-from stages.modeling import load_classifier, load_tokenizer, predict_splits, quiet_libraries
-from stages.params import load_params
-from stages.paths import BASE_METRICS, RESULTS_DIR
+from mqp.cli import stage
+from mqp.files import write_json
+from mqp.inference import score_splits
+from mqp.metrics import model_report, summary_line
+from mqp.models import base_model, device, load_tokenizer
+from mqp.paths import BASE_METRICS, BASE_RESULTS
+from mqp.reports import write_test_results
+from mqp.splits import load_splits
 
 
-@cli("baseline")
-def main() -> None:
-    quiet_libraries()
-    params = load_params()
+@stage("baseline")
+def main(params) -> None:
     splits = load_splits()
     tokenizer = load_tokenizer(params.model)
     # Same seed as finetune, so this head is exactly the one LoRA starts from.
-    model = load_classifier(params.model, tokenizer, params.train.seed)
-    probs = predict_splits(model, tokenizer, splits, params)
-    metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "base")
+    model = base_model(params, tokenizer).to(device()).eval()
+    probs = score_splits(model, tokenizer, splits, params)
+    metrics = model_report(splits, probs, params.eval.threshold)
+    write_test_results(BASE_RESULTS, splits["test"], probs["test"], params.eval.threshold, metrics["test"])
     write_json(BASE_METRICS, metrics)
-    print(summary_line("baseline", metrics))
+    print(summary_line("baseline", metrics, device().type))
 
 
 if __name__ == "__main__":

@@ -1,35 +1,53 @@
-"""check: exit 1 unless LoRA beats the base model on test accuracy and F1.
+"""check: exit 1 unless LoRA beats the base model on test accuracy with McNemar p < 0.05.
 
-CI runs it after `dvc repro`; `python -m stages.check` works the same for you. It also reports
-LoRA against the zero-shot baseline (the honest bar), without failing on it: on MQP's grouped
-split the two are within a few test pairs of each other (see README).
+CI runs it after `dvc repro`; `python -m stages.check` works the same for you. It reports LoRA
+against the zero-shot baseline the same way; that one informs, it does not gate.
 """
 
 import json
 import sys
 
-from stages.paths import BASE_METRICS, LORA_METRICS, ZEROSHOT_METRICS
+from mqp.cli import stage
+from mqp.errors import PipelineError
+from mqp.paths import LORA_METRICS
 
-GATES = {"base": (BASE_METRICS, True), "zero-shot": (ZEROSHOT_METRICS, False)}  # name: (file, must beat)
+ALPHA = 0.05
+GATES = {"base": True, "zeroshot": False}  # compared model: must LoRA beat it?
 
 
-def main() -> int:
-    lora = json.loads(LORA_METRICS.read_text())["test"]
+def read_metrics(path) -> dict:
+    if not path.exists():
+        raise PipelineError(f"{path} not found: run `dvc repro` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc}): run `dvc repro --force evaluate`") from None
+
+
+def verdict(name: str, comparison: dict) -> tuple[bool, str]:
+    """Whether LoRA is significantly better, and the line that says so."""
+    diff, p = comparison["accuracy_diff"], comparison["mcnemar_p"]
+    beats = diff > 0 and p < ALPHA
+    return beats, (f"check: LoRA vs {name}: accuracy {diff:+.4f} [{comparison['diff_ci_low']:+.4f}, "
+                   f"{comparison['diff_ci_high']:+.4f}], McNemar p {p:.3g} ({comparison['this_only']} pairs only "
+                   f"LoRA got right, {comparison['other_only']} only {name}): "
+                   f"{'significantly better' if beats else 'NOT significantly better'}")
+
+
+@stage("check")
+def main(params) -> None:
+    lora = read_metrics(LORA_METRICS)
     failures = []
-    for name, (path, required) in GATES.items():
-        if not path.exists():
-            continue
-        other = json.loads(path.read_text())["test"]
-        for key in ("accuracy", "f1"):
-            beats = lora[key] > other[key]
-            print(f"check: LoRA test {key} {lora[key]:.4f} {'beats' if beats else 'does NOT beat'} {name} {other[key]:.4f}")
-            if required and not beats:
-                failures.append(f"{key} vs {name}")
+    for name, required in GATES.items():
+        if f"vs_{name}" not in lora:
+            raise PipelineError(f"{LORA_METRICS} has no vs_{name} comparison: run `dvc repro`")
+        beats, line = verdict(name, lora[f"vs_{name}"])
+        print(line)
+        if required and not beats:
+            failures.append(name)
     if failures:
-        print(f"check: failed: LoRA does not beat {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+        raise PipelineError(f"LoRA is not significantly better than {', '.join(failures)} (p < {ALPHA} required)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

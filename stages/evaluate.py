@@ -1,30 +1,50 @@
-"""evaluate: reload the base model and the saved adapter from disk, and score them."""
+"""evaluate: reload the base model and the saved adapter from disk, score them, and compare them
+pair by pair with the base model and the zero-shot baseline on the same test pairs."""
 
 import json
 
-from stages.data import load_splits
-from stages.errors import cli
-from stages.io import write_json
-from stages.metrics import evaluate_splits, summary_line
-from stages.modeling import load_trained, predict_splits, quiet_libraries
-from stages.params import load_params
-from stages.paths import BASE_METRICS, LORA_METRICS, RESULTS_DIR, ZEROSHOT_METRICS
-from stages.tracking import log_comparison
+from mqp.cli import stage
+from mqp.errors import PipelineError
+from mqp.files import write_json
+from mqp.inference import score_splits
+from mqp.lora import load_trained
+from mqp.metrics import compare, model_report, predicted_labels, summary_line
+from mqp.models import device, load_tokenizer
+from mqp.paths import ADAPTER_DIR, BASE_METRICS, BASE_RESULTS, LORA_METRICS, LORA_RESULTS, ZEROSHOT_METRICS, ZEROSHOT_RESULTS
+from mqp.reports import read_predictions, write_test_results
+from mqp.splits import load_splits
+from mqp.tracking import log_comparison
+
+# name in lora.json: (metrics file, results folder) of each model LoRA is compared with.
+OTHERS = {"base": (BASE_METRICS, BASE_RESULTS), "zeroshot": (ZEROSHOT_METRICS, ZEROSHOT_RESULTS)}
 
 
-@cli("evaluate")
-def main() -> None:
-    quiet_libraries()
-    params = load_params()
+def paired_comparisons(test, predicted) -> dict:
+    """vs_<model>: LoRA against each other model on the same test pairs."""
+    comparisons = {}
+    for name, (_, results) in OTHERS.items():
+        other = read_predictions(results)
+        if not other["question_1"].equals(test["question_1"]) or not other["question_2"].equals(test["question_2"]):
+            raise PipelineError(f"{results} holds other test pairs than data/prepared: run `dvc repro`")
+        comparisons[f"vs_{name}"] = compare(test["label"], predicted, other["predicted"])
+    return comparisons
+
+
+@stage("evaluate")
+def main(params) -> None:
     splits = load_splits()
-    model, tokenizer = load_trained(params.model, params.train.seed)
-    probs = predict_splits(model, tokenizer, splits, params)
-    metrics = evaluate_splits(splits, probs, params.eval.threshold, RESULTS_DIR / "lora")
+    tokenizer = load_tokenizer(params.model)
+    model = load_trained(params, tokenizer, ADAPTER_DIR)
+    probs = score_splits(model, tokenizer, splits, params)
+    threshold = params.eval.threshold
+    metrics = model_report(splits, probs, threshold)
+    write_test_results(LORA_RESULTS, splits["test"], probs["test"], threshold, metrics["test"])
+    metrics.update(paired_comparisons(splits["test"], predicted_labels(probs["test"], threshold)))
     write_json(LORA_METRICS, metrics)
-    others = {name: json.loads(path.read_text()) for name, path in
-              (("base", BASE_METRICS), ("zero-shot", ZEROSHOT_METRICS)) if path.exists()}
+    others = {name: json.loads(path.read_text()) for name, (path, _) in OTHERS.items()}
     log_comparison(params, {**others, "lora": metrics})
-    print(summary_line("evaluate", metrics, others.get("base")))
+    print(summary_line("evaluate", metrics, device().type, others["base"])
+          + f"; vs zero-shot {metrics['vs_zeroshot']['accuracy_diff']:+.4f}, McNemar p {metrics['vs_zeroshot']['mcnemar_p']:.2g}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ import argparse
 
 import pandas as pd
 
-from stages.errors import PipelineError, cli
-from stages.modeling import load_trained, predict_proba, quiet_libraries
-from stages.params import load_params
+from mqp.cli import stage
+from mqp.errors import PipelineError
+from mqp.inference import score_pairs
+from mqp.lora import load_trained
+from mqp.metrics import predicted_labels
+from mqp.models import load_tokenizer
+from mqp.paths import ADAPTER_DIR
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,26 +31,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-@cli("predict")
-def main(argv=None) -> None:
+def read_pairs_csv(path: str) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    missing = {"question_1", "question_2"} - set(table.columns)
+    if missing:
+        raise PipelineError(f"{path} lacks column(s) {', '.join(sorted(missing))}; its header must name question_1 and question_2")
+    return table
+
+
+@stage("predict")
+def main(params, argv=None) -> None:
     args = parse_args(argv)
-    quiet_libraries()
-    params = load_params()
     if args.csv:
-        try:
-            table = pd.read_csv(args.csv, dtype=str, keep_default_na=False)
-        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise PipelineError(f"cannot read {args.csv}: {str(exc).splitlines()[0]}") from None
-        missing = {"question_1", "question_2"} - set(table.columns)
-        if missing:
-            raise PipelineError(f"{args.csv} lacks column(s) {', '.join(sorted(missing))}; its header must name question_1 and question_2")
+        table = read_pairs_csv(args.csv)
     else:
         table = pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]})
-    model, tokenizer = load_trained(params.model, params.train.seed)
-    probs = predict_proba(model, tokenizer, table["question_1"], table["question_2"],
-                          params.model.max_length, params.eval.batch_size, params.eval.average_orders)
+    tokenizer = load_tokenizer(params.model)
+    model = load_trained(params, tokenizer, ADAPTER_DIR)
+    probs = score_pairs(model, tokenizer, table["question_1"], table["question_2"], params)
     table["prob_similar"] = probs.round(4)
-    table["label"] = (probs >= params.eval.threshold).astype(int)
+    table["label"] = predicted_labels(probs, params.eval.threshold)
     if args.csv is None:
         verdict = "similar" if table["label"][0] else "different"
         print(f"{verdict} (label {table['label'][0]}, P(similar) = {probs[0]:.4f})")

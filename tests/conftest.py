@@ -98,7 +98,7 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = None, **overrides) -> Path:
     """A scratch git+DVC repo holding this pipeline, small data and tiny-model params."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "stages", "plots"):
+    for name in ("dvc.yaml", "stages", "mqp", "plots"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))

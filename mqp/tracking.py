@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from stages.errors import PipelineError
-from stages.params import Params
-from stages.paths import DVCLIVE_DIR
+from mqp.errors import PipelineError
+from mqp.params import Params
+from mqp.paths import DVCLIVE_DIR
 
 
 def configure_wandb(params: Params) -> bool:

@@ -1,4 +1,4 @@
-"""MQP data: fetching, checksum, row validation, splitting, and reading the prepared splits."""
+"""MQP data for prepare: fetching, checksum, row validation and splitting."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from stages.errors import PipelineError
-from stages.params import DataParams
-from stages.paths import RAW_CSV, SPLITS, split_csv
+from mqp.errors import PipelineError
+from mqp.params import DataParams
+from mqp.paths import RAW_CSV
 
 COLUMNS = ["dr_id", "question_1", "question_2", "label"]
 OFFLINE_HINT = (
@@ -145,49 +145,43 @@ def format_drops(drops: dict[str, int]) -> str:
 
 
 def split_pairs(table: pd.DataFrame, params: DataParams) -> dict[str, pd.DataFrame]:
-    """Split into train/validation/test.
+    """Split into train/validation/test, as data.split says.
 
-    grouped: every question_1 lands in exactly one split (MQP has two rewrites of each, so a
-    row-wise split would show the model test questions during training). random: row-wise,
-    as the reference recipe did.
+    kfold and grouped keep every question_1 in one split: MQP has two rewrites of each, so a
+    row-wise split shows the model test questions during training. Both depend on the rows'
+    content and the seed only, never on the CSV's row order. random is row-wise, as the
+    reference recipe did.
     """
-    sizes = (params.train_size, params.validation_size, params.test_size)
-    if params.split == "grouped":
-        groups = table["question_1"].drop_duplicates().to_numpy()
-        order = np.random.default_rng(params.seed).permutation(len(groups))
-        n_train = round(sizes[0] * len(groups))
-        n_val = round(sizes[1] * len(groups))
-        cuts = {
-            "train": groups[order[:n_train]],
-            "validation": groups[order[n_train : n_train + n_val]],
-            "test": groups[order[n_train + n_val :]],
-        }
-        splits = {name: table[table["question_1"].isin(set(members))] for name, members in cuts.items()}
+    if params.split == "random":
+        splits = _random_split(table, params)
     else:
-        held_out = sizes[1] + sizes[2]
-        try:
-            train, rest = train_test_split(table, test_size=held_out, random_state=params.seed)
-            validation, test = train_test_split(rest, test_size=sizes[2] / held_out, random_state=params.seed)
-        except ValueError:
-            splits = {"train": table, "validation": table.iloc[:0], "test": table.iloc[:0]}
+        groups = _shuffled_groups(table, params.seed)
+        n_validation = round(params.validation_size * len(groups))
+        if params.split == "kfold":
+            test = groups[params.fold :: params.folds]  # every folds-th group: sizes differ by one at most
         else:
-            splits = {"train": train, "validation": validation, "test": test}
+            test = groups[: round(params.test_size * len(groups))]
+        in_test = set(test)
+        rest = [group for group in groups if group not in in_test]
+        members = {"train": rest[n_validation:], "validation": rest[:n_validation], "test": test}
+        splits = {name: table[table["question_1"].isin(set(keys))] for name, keys in members.items()}
     for name, part in splits.items():
         if part.empty:
-            raise PipelineError(
-                f"the {name} split is empty: {len(table)} valid rows are too few to split "
-                f"{params.train_size:g}/{params.validation_size:g}/{params.test_size:g}"
-            )
+            raise PipelineError(f"the {name} split is empty: {len(table)} valid rows are too few for data.split={params.split}")
     return {name: part.reset_index(drop=True) for name, part in splits.items()}
 
 
-def load_split(split: str) -> pd.DataFrame:
-    """A prepared split written by the prepare stage."""
-    path = split_csv(split)
-    if not path.exists():
-        raise PipelineError(f"{path} not found: run `dvc repro prepare` first")
-    return pd.read_csv(path, dtype={"question_1": str, "question_2": str, "label": int}, keep_default_na=False)
+def _shuffled_groups(table: pd.DataFrame, seed: int) -> list[str]:
+    """The distinct question_1 values, sorted (so row order cannot matter), then seeded-shuffled."""
+    groups = np.sort(table["question_1"].unique())
+    return list(groups[np.random.default_rng(seed).permutation(len(groups))])
 
 
-def load_splits() -> dict[str, pd.DataFrame]:
-    return {split: load_split(split) for split in SPLITS}
+def _random_split(table: pd.DataFrame, params: DataParams) -> dict[str, pd.DataFrame]:
+    held_out = params.validation_size + params.test_size
+    try:
+        train, rest = train_test_split(table, test_size=held_out, random_state=params.seed)
+        validation, test = train_test_split(rest, test_size=params.test_size / held_out, random_state=params.seed)
+    except ValueError:
+        return {"train": table, "validation": table.iloc[:0], "test": table.iloc[:0]}
+    return {"train": train, "validation": validation, "test": test}

@@ -1,4 +1,8 @@
-"""Typed, validated params.yaml: the one place that knows the params' names, types and ranges."""
+"""Typed, validated params.yaml: the params' names, types and ranges.
+
+The values, and what each one means, live in params.yaml alone: no field here has a default, so
+nothing can drift from it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.errors import PipelineError
-from stages.paths import PARAMS_FILE
+from mqp.errors import PipelineError
+from mqp.paths import PARAMS_FILE
 
 
 class _Group(BaseModel):
@@ -20,35 +24,37 @@ class _Group(BaseModel):
 
 class DataParams(_Group):
     url: str = Field(min_length=1)
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    split: Literal["grouped", "random"] = "grouped"
-    train_size: float = Field(default=0.8, gt=0, lt=1)
-    validation_size: float = Field(default=0.1, gt=0, lt=1)
-    test_size: float = Field(default=0.1, gt=0, lt=1)
-    seed: int = 42
+    sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
+    split: Literal["kfold", "grouped", "random"]
+    folds: int = Field(ge=2, le=100)
+    fold: int = Field(ge=0)
+    validation_size: float = Field(gt=0, lt=1)
+    test_size: float = Field(gt=0, lt=1)
+    seed: int
 
     @model_validator(mode="after")
-    def _sizes_sum_to_one(self):
-        total = self.train_size + self.validation_size + self.test_size
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(
-                f"train_size + validation_size + test_size must sum to 1 (got {total:g})"
-            )
+    def _consistent(self):
+        if self.fold >= self.folds:
+            raise ValueError(f"data.fold must be below data.folds (got fold {self.fold} of {self.folds})")
+        held_out = self.validation_size + (1 / self.folds if self.split == "kfold" else self.test_size)
+        if held_out >= 1:
+            raise ValueError(f"validation and test take {held_out:g} of the data, leaving nothing to train on")
         return self
 
 
 class ModelParams(_Group):
     name: str = Field(min_length=1)
-    max_length: int = Field(default=128, ge=8, le=4096)
-    # Dropout inside the pretrained model while training; None keeps its config's (0.1 for most).
-    dropout: float | None = Field(default=None, ge=0, lt=1)
+    architecture: Literal["cross-encoder", "bi-encoder"]
+    pooling: Literal["mean", "last"]
+    max_length: int = Field(ge=8, le=4096)
+    dropout: float | None = Field(ge=0, lt=1)
 
 
 class LoraParams(_Group):
-    r: int = Field(default=8, ge=1, le=1024)
-    alpha: float = Field(default=32, gt=0)
-    dropout: float = Field(default=0.1, ge=0, lt=1)
-    target_modules: Literal["auto"] | list[str] = "auto"
+    r: int = Field(ge=1, le=1024)
+    alpha: float = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: Literal["auto"] | list[str]
 
     @field_validator("target_modules")
     @classmethod
@@ -59,37 +65,35 @@ class LoraParams(_Group):
 
 
 class TrainParams(_Group):
-    learning_rate: float = Field(default=5e-4, gt=0, le=1)
-    # 0 epochs saves the untrained adapter: the base model with a fresh seeded head.
-    epochs: int = Field(default=3, ge=0, le=1000)
-    batch_size: int = Field(default=16, ge=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    seed: int = 42
-    precision: Literal["fp32", "bf16"] = "fp32"
-    # Show each training pair in a random order of its two questions (a seeded coin per pair).
-    swap_questions: bool = True
+    learning_rate: float = Field(gt=0, le=1)
+    head_learning_rate: float = Field(gt=0, le=10)
+    epochs: int = Field(ge=0, le=1000)
+    batch_size: int = Field(ge=1)
+    weight_decay: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    seed: int
+    precision: Literal["fp32", "bf16"]
+    swap_questions: bool
 
 
 class EvalParams(_Group):
-    batch_size: int = Field(default=16, ge=1)
-    # Score each pair in both question orders and average the probabilities.
-    average_orders: bool = True
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    batch_size: int = Field(ge=1)
+    average_orders: bool
+    threshold: float = Field(gt=0, lt=1)
 
 
 class LoggingParams(_Group):
-    wandb: Literal["disabled", "offline", "online"] = "disabled"
-    wandb_project: str = Field(default="mqp-lora", min_length=1)
+    wandb: Literal["disabled", "offline", "online"]
+    wandb_project: str = Field(min_length=1)
 
 
 class Params(_Group):
     data: DataParams
     model: ModelParams
-    lora: LoraParams = LoraParams()
-    train: TrainParams = TrainParams()
-    eval: EvalParams = EvalParams()
-    logging: LoggingParams = LoggingParams()
+    lora: LoraParams
+    train: TrainParams
+    eval: EvalParams
+    logging: LoggingParams
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stages.paths import TMP_DIR
+from mqp.paths import TMP_DIR
 
 
 def _scratch(target: Path) -> Path:

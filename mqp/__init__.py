@@ -1,0 +1,1 @@
+"""The library behind the DVC stages in stages/: params, data, models, training, metrics."""

@@ -1,0 +1,67 @@
+"""The bi-encoder: each question embedded alone, P(similar) = sigmoid(scale * cosine + bias).
+
+A sentence-embedding model already places similar questions close together (the zero-shot
+baseline); training the embeddings with LoRA keeps that geometry, where a cross-encoder's fresh
+head starts from nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+# The head's starting point: cosine 0.6 is even odds, and the slope is steep enough to train.
+INITIAL_SCALE = 15.0
+INITIAL_BIAS = -9.0
+SIDES = ("1", "2")  # suffixes of the two questions' input columns
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """L2-normalised sentence embeddings: the mean of the tokens (how sentence-transformers pools
+    MiniLM) or the last real token (for left-to-right models; padding is on the right)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "mean":
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    else:
+        last = attention_mask.sum(1).clamp(min=1) - 1
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return nn.functional.normalize(pooled, dim=-1)
+
+
+class BiEncoder(nn.Module):
+    """An encoder (bare or with LoRA) plus a two-number similarity head."""
+
+    def __init__(self, encoder: nn.Module, pooling: str):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
+        self.bias = nn.Parameter(torch.tensor(INITIAL_BIAS))
+
+    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return pool(self.encoder(**inputs).last_hidden_state, attention_mask, self.pooling)
+
+    def logit(self, cosine: torch.Tensor) -> torch.Tensor:
+        return self.scale * cosine + self.bias
+
+    def forward(self, labels=None, **inputs) -> SequenceClassifierOutput:
+        first, second = ({key.removesuffix("_" + side): value for key, value in inputs.items()
+                          if key.endswith("_" + side)} for side in SIDES)
+        logit = self.logit((self.embed(**first) * self.embed(**second)).sum(-1))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logit, labels.to(logit.dtype))
+        # Two-class logits whose softmax is sigmoid(logit): the cross-encoder's output shape.
+        return SequenceClassifierOutput(loss=loss, logits=torch.stack([-logit / 2, logit / 2], dim=-1))
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        return {"scale": self.scale.detach().clone(), "bias": self.bias.detach().clone()}
+
+    def load_head_state(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.scale.copy_(state["scale"])
+            self.bias.copy_(state["bias"])

@@ -1,0 +1,108 @@
+"""LoRA with PEFT: which layers it adapts, wrapping a model, and saving and reloading adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from mqp.biencoder import BiEncoder
+from mqp.errors import PipelineError
+from mqp.models import base_model, device
+from mqp.params import LoraParams, Params
+
+# BERT-like encoders: LoRA on every attention and dense projection of the encoder layers
+# (a regex, so the pooler and a RoBERTa classifier's own `dense` stay out).
+ENCODER_TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense)"
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "data2vec-text"}
+# The bi-encoder's scale and bias, saved beside the adapter.
+HEAD_FILE = "similarity_head.safetensors"
+TASK_TYPES = {"cross-encoder": TaskType.SEQ_CLS, "bi-encoder": TaskType.FEATURE_EXTRACTION}
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
+
+
+def lora_config(model: nn.Module, lora: LoraParams, task_type: TaskType = TaskType.SEQ_CLS) -> LoraConfig:
+    model_type = model.config.model_type
+    if lora.target_modules != "auto":
+        targets = list(lora.target_modules)
+        names = {name for name, _ in model.named_modules()}
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise PipelineError(
+                f"lora.target_modules: {model_type} model has no module named {', '.join(map(repr, missing))}; "
+                f"its linear layers are: {', '.join(_linear_names(model))}"
+            )
+    elif model_type == "gpt2":
+        targets = ["c_attn", "c_proj"]
+    elif model_type in ENCODER_TYPES:
+        targets = ENCODER_TARGETS
+    else:
+        targets = None  # PEFT's defaults for this architecture
+    # GPT-2's projections are Conv1D, whose weights are stored transposed.
+    conv1d = any(isinstance(m, Conv1D) for m in model.modules())
+    return LoraConfig(
+        task_type=task_type,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        fan_in_fan_out=conv1d,
+    )
+
+
+def add_lora(model: nn.Module, lora: LoraParams, task_type: TaskType = TaskType.SEQ_CLS):
+    config = lora_config(model, lora, task_type)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise PipelineError(
+            f"LoRA could not be applied ({str(exc).splitlines()[0][:200]}); set lora.target_modules "
+            f"to a list of this model's layers: {', '.join(_linear_names(model))}"
+        ) from None
+
+
+def with_lora(model: nn.Module, params: Params):
+    """The model with LoRA on its encoder; the heads stay trainable (PEFT's modules_to_save for
+    the classifier, plain parameters for the bi-encoder)."""
+    if isinstance(model, BiEncoder):
+        model.encoder = add_lora(model.encoder, params.lora, TaskType.FEATURE_EXTRACTION)
+        model.encoder.peft_config["default"].base_model_name_or_path = params.model.name
+        return model
+    model = add_lora(model, params.lora)
+    # Record the model id, not this machine's path to it.
+    model.peft_config["default"].base_model_name_or_path = params.model.name
+    return model
+
+
+def save_trained(model: nn.Module, folder: Path) -> None:
+    if isinstance(model, BiEncoder):
+        model.encoder.save_pretrained(folder)
+        save_file(model.head_state(), folder / HEAD_FILE)
+    else:
+        model.save_pretrained(folder)
+
+
+def load_trained(params: Params, tokenizer, adapter_dir: Path):
+    """The base model plus the saved adapter (and head), fresh from disk, on the device."""
+    # safetensors only: an adapter saved as adapter_model.bin is never loaded.
+    if not all((adapter_dir / name).exists() for name in ("adapter_config.json", "adapter_model.safetensors")):
+        raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
+    saved_task = json.loads((adapter_dir / "adapter_config.json").read_text()).get("task_type")
+    architecture = params.model.architecture
+    if saved_task != TASK_TYPES[architecture]:
+        raise PipelineError(f"the adapter in {adapter_dir} is not a {architecture}'s (task type {saved_task}); "
+                            "run `dvc repro` to train one for the current params")
+    model = base_model(params, tokenizer)
+    if isinstance(model, BiEncoder):
+        model.encoder = PeftModel.from_pretrained(model.encoder, adapter_dir, is_trainable=False)
+        model.load_head_state(load_file(adapter_dir / HEAD_FILE))
+    else:
+        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+    return model.to(device()).eval()

@@ -1,0 +1,46 @@
+"""Every path the stages read or write, in one place. dvc.yaml names the same paths, and
+tests/test_dvc_yaml.py checks that the two agree."""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+RAW_CSV = Path("data/raw/mqp.csv")  # placed by hand offline, or downloaded by prepare
+PREPARED_DIR = Path("data/prepared")
+SPLITS = ("train", "validation", "test")
+
+ADAPTER_DIR = Path("models/adapter")
+
+METRICS_DIR = Path("metrics")
+DATA_METRICS = METRICS_DIR / "data.json"
+BASE_METRICS = METRICS_DIR / "base.json"
+ZEROSHOT_METRICS = METRICS_DIR / "zeroshot.json"
+TRAIN_METRICS = METRICS_DIR / "train.json"
+LORA_METRICS = METRICS_DIR / "lora.json"
+
+# Per-model test outputs: predictions and the curves that dvc plots draws.
+RESULTS_DIR = Path("results")
+BASE_RESULTS = RESULTS_DIR / "base"
+ZEROSHOT_RESULTS = RESULTS_DIR / "zeroshot"
+LORA_RESULTS = RESULTS_DIR / "lora"
+# The files inside each of those folders.
+PREDICTIONS_CSV = "predictions.csv"
+ROC_CSV = "roc.csv"
+PRECISION_RECALL_CSV = "precision_recall.csv"
+TEST_METRICS_CSV = "test_metrics.csv"
+
+# DVCLive's training curves (loss, validation metrics per epoch).
+DVCLIVE_DIR = Path("dvclive")
+DVCLIVE_PLOTS = DVCLIVE_DIR / "plots"
+
+# Scratch space for outputs being written (renamed into place when complete) and checkpoints.
+TMP_DIR = Path(".tmp")
+
+
+def split_csv(split: str) -> Path:
+    return PREPARED_DIR / f"{split}.csv"
+
+
+def checkpoints_dir(run_id: str) -> Path:
+    """Trainer checkpoints of one finetune run (removed when it ends)."""
+    return TMP_DIR / f"checkpoints-{run_id}"

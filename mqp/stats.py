@@ -1,0 +1,159 @@
+"""95% confidence intervals and paired model comparisons for the test metrics.
+
+Everything a k-fold summary has to pool (accuracy, the paired comparison) is
+computed from integer counts, so pooling is exact: sum the per-fold counts and
+call the same function again. Only F1 and ROC AUC need the per-pair data, via a
+seeded bootstrap, and those are reported per fold.
+
+All returned numbers are plain ``int``/``float`` (JSON-serialisable); interval
+bounds and differences are rounded to 6 decimals, p-values to 6 significant
+digits (so a very small p-value does not round to 0).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from scipy import optimize, stats
+from sklearn.exceptions import UndefinedMetricWarning
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
+
+CONFIDENCE = 0.95
+
+
+def _r(x: float) -> float:
+    """Plain float rounded to 6 decimals, so metrics files are JSON-serialisable and stable to diff."""
+    return round(float(x), 6)
+
+
+def proportion_ci(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of successes/n (statsmodels, method='wilson').
+
+    Wilson rather than Wald because it stays inside [0, 1] and keeps its coverage
+    for small n and proportions near 0 or 1. Pooled over folds by summing counts.
+    """
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"proportion_ci needs 0 <= successes <= n and n > 0, got {successes}/{n}")
+    low, high = proportion_confint(successes, n, alpha=1 - CONFIDENCE, method="wilson")
+    return _r(low), _r(high)
+
+
+def confusion_counts(labels, predicted) -> dict:
+    """{'tp','fp','fn','tn'} as ints from 0/1 arrays: the counts every pooled rate is rebuilt from."""
+    y, p = np.asarray(labels), np.asarray(predicted)
+    if y.shape != p.shape or not (np.isin(y, (0, 1)).all() and np.isin(p, (0, 1)).all()):
+        raise ValueError("confusion_counts needs two 0/1 arrays of the same length")
+    y, p = y.astype(bool), p.astype(bool)
+    return {"tp": int(np.sum(y & p)), "fp": int(np.sum(~y & p)),
+            "fn": int(np.sum(y & ~p)), "tn": int(np.sum(~y & ~p))}
+
+
+def bootstrap_ci(statistic: Callable, labels, scores, seed: int,
+                 n_resamples: int = 1000) -> tuple[float, float]:
+    """Seeded 95% percentile bootstrap of statistic(labels, scores), resampling pairs.
+
+    F1 and ROC AUC have no count-based interval, so pairs are resampled together
+    (scipy.stats.bootstrap, paired=True, method='percentile'); the seed makes the
+    interval reproducible in a DVC pipeline.
+
+    A resample on which the statistic is undefined (it raises ValueError or warns
+    UndefinedMetricWarning / returns nan, e.g. ROC AUC on a one-class resample) is
+    recorded as nan and left out: the percentiles are taken over the defined
+    resamples only (scipy.stats.quantile with nan_policy='omit', the same quantile
+    scipy uses, so with no undefined resample this is exactly scipy's interval).
+    Returns (nan, nan) when the statistic is undefined on the full sample.
+    """
+    def defined(y, s) -> float:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UndefinedMetricWarning)
+                return float(statistic(y, s))
+        except (ValueError, UndefinedMetricWarning):
+            return float("nan")
+
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    if np.isnan(defined(labels, scores)):
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():  # scipy warns when undefined resamples make its own interval nan
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap((labels, scores), defined, paired=True, vectorized=False,
+                                 method="percentile", n_resamples=n_resamples,
+                                 confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
+    tail = (1 - CONFIDENCE) / 2
+    low, high = stats.quantile(result.bootstrap_distribution, np.array([tail, 1 - tail]),
+                               nan_policy="omit")
+    return _r(low), _r(high)
+
+
+def paired_comparison(correct_a, correct_b) -> dict:
+    """Model A vs model B on the same pairs, from per-pair "classified right" booleans.
+
+    Only the discordant pairs carry information about the difference, so this
+    reduces the arrays to counts and defers to paired_counts (which is what the
+    k-fold summary calls on summed counts).
+    """
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("paired_comparison needs two 1-D arrays over the same pairs")
+    return paired_counts(int(np.sum(a & ~b)), int(np.sum(~a & b)), a.size)
+
+
+def _tango_z(delta: float, a_only: int, b_only: int, n: int) -> float:
+    """Tango's (1998) score statistic for H0: accuracy difference == delta.
+
+    The nuisance parameter (probability of a b_only pair) is its maximum-likelihood
+    value under H0, the positive root of qa*p^2 + qb*p + qc = 0. At delta = 0 this is
+    the (uncorrected) McNemar z = (a_only - b_only) / sqrt(a_only + b_only).
+    It is 0 at the point estimate, including a_only == b_only == 0 where the formula is 0/0.
+    """
+    excess = a_only - b_only - n * delta
+    if excess == 0:
+        return 0.0
+    qa = 2 * n
+    qb = -a_only - b_only + (2 * n - a_only + b_only) * delta
+    qc = -b_only * delta * (1 - delta)
+    p_b_only = (np.sqrt(qb * qb - 4 * qa * qc) - qb) / (2 * qa)
+    return excess / np.sqrt(n * (2 * p_b_only + delta * (1 - delta)))
+
+
+def _tango_interval(a_only: int, b_only: int, n: int) -> tuple[float, float]:
+    """Tango's asymptotic score interval {delta : |z(delta)| <= z_crit}; z is decreasing in delta."""
+    z_crit = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    estimate, edge = (a_only - b_only) / n, 1e-9
+    low = -1.0 if b_only == n else optimize.brentq(
+        lambda d: _tango_z(d, a_only, b_only, n) - z_crit, -1 + edge, estimate, xtol=1e-12)
+    high = 1.0 if a_only == n else optimize.brentq(
+        lambda d: _tango_z(d, a_only, b_only, n) + z_crit, estimate, 1 - edge, xtol=1e-12)
+    return low, high
+
+
+def paired_counts(a_only: int, b_only: int, n: int) -> dict:
+    """Paired accuracy comparison of A and B on the same n pairs, from counts alone.
+
+    a_only = pairs A got right and B wrong, b_only = the reverse, n = all pairs.
+    Counts alone make pooling over folds exact: sum them and call again.
+
+    - accuracy_diff = acc(A) - acc(B) = (a_only - b_only) / n.
+    - diff_ci_low/high: Tango's (1998, Stat Med 17:891) asymptotic score interval
+      for a difference of paired proportions. It needs only (a_only, b_only, n),
+      unlike Newcombe's (1998) hybrid score interval, which also needs the count
+      of pairs both got right. Being a score interval (the paired analogue of
+      Wilson), it stays within [-1, 1], keeps its coverage with few discordant
+      pairs where the Wald interval collapses, is finite and non-degenerate when
+      a_only == b_only == 0, and at difference 0 its test is McNemar's.
+      statsmodels ships no paired-difference interval (checked in 0.15).
+    - mcnemar_p: exact (binomial) McNemar p-value, statsmodels mcnemar(exact=True);
+      only the discordant cells enter it, so the concordant cells are left 0.
+    """
+    a_only, b_only, n = int(a_only), int(b_only), int(n)
+    if n <= 0:
+        raise ValueError(f"paired_counts needs n > 0 pairs, got n={n} (empty test set?)")
+    if a_only < 0 or b_only < 0 or a_only + b_only > n:
+        raise ValueError(f"need 0 <= a_only, b_only and a_only + b_only <= n, got {a_only}, {b_only}, {n}")
+    low, high = _tango_interval(a_only, b_only, n)
+    p_value = mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue
+    return {"accuracy_diff": _r((a_only - b_only) / n), "diff_ci_low": _r(low), "diff_ci_high": _r(high),
+            "mcnemar_p": float(f"{p_value:.6g}"), "a_only": a_only, "b_only": b_only, "n": n}

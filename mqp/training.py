@@ -1,0 +1,220 @@
+"""Training with the Hugging Face Trainer: tokenised datasets, collators, arguments, the Trainer
+itself, and the summary of a run. stages/finetune.py puts them together."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from mqp.biencoder import SIDES, BiEncoder
+from mqp.inference import encode_pairs
+from mqp.metrics import classification_metrics
+from mqp.params import Params
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+VALIDATION_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")
+M_MMAP_THRESHOLD = -3  # glibc's mallopt option
+
+
+def fix_mmap_threshold(size: int = 2 << 20) -> None:
+    """Keep peak RSS down on glibc. It raises its mmap threshold each time a large block is freed,
+    so activations of ever-changing batch shapes end up in a heap that never shrinks; a fixed 2 MB
+    threshold gives them back to the OS (finetune's peak RSS, benchmarks/results.md)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, size)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+def pair_dataset(table: pd.DataFrame, tokenizer, max_length: int, swapped: bool = False) -> Dataset:
+    """Cross-encoder inputs, tokenised once, with a `length` column for length-grouped batches;
+    with swapped, also each pair in the other question order (`swapped_*` columns)."""
+    encoded = encode_pairs(tokenizer, table["question_1"], table["question_2"], max_length)
+    columns = {**encoded, "labels": table["label"].tolist(), "length": [len(ids) for ids in encoded["input_ids"]]}
+    if swapped:
+        other = encode_pairs(tokenizer, table["question_2"], table["question_1"], max_length)
+        columns.update({f"swapped_{key}": values for key, values in other.items()})
+    return Dataset.from_dict(columns)
+
+
+def question_dataset(table: pd.DataFrame, tokenizer, max_length: int) -> Dataset:
+    """Bi-encoder inputs: each question tokenised alone (`*_1`, `*_2` columns), and `length`."""
+    columns = {"labels": table["label"].tolist()}
+    for side, column in zip(SIDES, ("question_1", "question_2")):
+        encoded = tokenizer(list(table[column]), truncation=True, max_length=max_length)
+        columns.update({f"{key}_{side}": values for key, values in encoded.items()})
+    columns["length"] = [len(a) + len(b) for a, b in zip(columns["input_ids_1"], columns["input_ids_2"])]
+    return Dataset.from_dict(columns)
+
+
+def training_sets(params: Params, tokenizer, splits: dict[str, pd.DataFrame]) -> tuple[Dataset, Dataset]:
+    """The train and validation datasets of model.architecture; validation length-sorted, so the
+    per-epoch evaluation pads little."""
+    max_length = params.model.max_length
+    if params.model.architecture == "bi-encoder":
+        return (question_dataset(splits["train"], tokenizer, max_length),
+                question_dataset(splits["validation"], tokenizer, max_length).sort("length"))
+    return (pair_dataset(splits["train"], tokenizer, max_length, swapped=params.train.swap_questions),
+            pair_dataset(splits["validation"], tokenizer, max_length).sort("length"))
+
+
+class PairCollator(DataCollatorWithPadding):
+    """Pads a batch of model inputs; where a pair comes in both orders, a seeded coin picks one.
+
+    Question similarity is symmetric, so the swapped pair is a free second example: the model
+    learns no preference for which question comes first.
+    """
+
+    def __init__(self, tokenizer, seed: int, **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = []
+        for feature in features:
+            swap = "swapped_input_ids" in feature and self.rng.random() < 0.5
+            prefix = "swapped_" if swap else ""
+            inputs = {key: feature[prefix + key] for key in MODEL_INPUTS if prefix + key in feature}
+            batch.append({**inputs, "labels": feature["labels"]})
+        return super().__call__(batch)
+
+
+class QuestionPairCollator(DataCollatorWithPadding):
+    """Pads each side of a bi-encoder batch on its own (`input_ids_1`, ..., `input_ids_2`, ...)."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = {"labels": torch.tensor([feature["labels"] for feature in features])}
+        for side in SIDES:
+            padded = super().__call__([{key: feature[f"{key}_{side}"] for key in MODEL_INPUTS
+                                        if f"{key}_{side}" in feature} for feature in features])
+            batch.update({f"{key}_{side}": value for key, value in padded.items()})
+        return batch
+
+
+def collator_for(params: Params, tokenizer, **padding) -> DataCollatorWithPadding:
+    if params.model.architecture == "bi-encoder":
+        return QuestionPairCollator(tokenizer, **padding)
+    return PairCollator(tokenizer, params.train.seed, **padding)
+
+
+def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -> TrainingArguments:
+    train = params.train
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=params.eval.batch_size,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        bf16=train.precision == "bf16",
+        seed=train.seed,
+        data_seed=train.seed,
+        # Batches of similar length: little padding, same shuffling from the seed.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=10,
+        report_to=report_to,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        # The collators pick the model inputs themselves (PairCollator needs the swapped_* columns).
+        remove_unused_columns=False,
+        # torchrun on CPUs: accelerate picks the gloo backend only when told it runs on CPU.
+        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
+    )
+
+
+def compute_metrics(threshold: float):
+    def compute(prediction) -> dict:
+        logits = torch.as_tensor(prediction.predictions).float()
+        probs = torch.softmax(logits, dim=-1)[:, 1].numpy()
+        metrics = classification_metrics(prediction.label_ids, probs, threshold)
+        # The Trainer reports the same cross-entropy as eval_loss.
+        return {key: metrics[key] for key in VALIDATION_METRICS if key != "loss"}
+
+    return compute
+
+
+def optimizer_for(model, params: Params):
+    """AdamW with the bi-encoder's scale and bias at their own learning rate (they move on a
+    scale of ~10, the LoRA weights on ~1e-3); None lets the Trainer build its default."""
+    if not isinstance(model, BiEncoder):
+        return None
+    head = [model.scale, model.bias]
+    lora = [p for p in model.encoder.parameters() if p.requires_grad]
+    return torch.optim.AdamW([
+        {"params": lora, "lr": params.train.learning_rate, "weight_decay": params.train.weight_decay},
+        {"params": head, "lr": params.train.head_learning_rate, "weight_decay": 0.0},
+    ])
+
+
+def make_trainer(model, params: Params, tokenizer, datasets: tuple[Dataset, Dataset], args: TrainingArguments,
+                 collator, callbacks: list) -> Trainer:
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=datasets[0],
+        eval_dataset=datasets[1],
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics(params.eval.threshold),
+        callbacks=callbacks,
+        optimizers=(optimizer_for(model, params), None),
+    )
+
+
+def fit(trainer: Trainer, epochs: int, checkpoints: Path):
+    """Train (0 epochs: nothing) and keep the best epoch's weights; checkpoints are removed."""
+    try:
+        result = trainer.train() if epochs > 0 else None
+        trainer.accelerator.wait_for_everyone()  # all processes have loaded the best epoch
+    finally:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    return result
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+def training_summary(trainer: Trainer, result, train_set: Dataset, params: Params, wall_seconds: float) -> dict:
+    """What train.json records: sizes, the best epoch and its validation metrics, speed."""
+    trainable, total = trainable_parameters(trainer.model)
+    # load_best_model_at_end restored the epoch with the best validation F1.
+    history = [log for log in trainer.state.log_history if "eval_f1" in log]
+    best = max(history, key=lambda log: log["eval_f1"]) if history else {}
+    seconds = result.metrics["train_runtime"] if result else 0.0
+    train_tokens = sum(train_set["length"]) * params.train.epochs
+    return {
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "trainable_percent": round(100 * trainable / total, 4),
+        "epochs": params.train.epochs,
+        "best_epoch": int(best.get("epoch", 0)),
+        "train_loss": round(result.training_loss, 6) if result else None,
+        "train_seconds": round(seconds, 1),
+        "train_samples_per_second": round(result.metrics["train_samples_per_second"], 2) if result else 0.0,
+        "train_tokens_per_second": round(train_tokens / seconds, 1) if seconds else 0.0,
+        "wall_seconds": round(wall_seconds, 1),
+        "validation": {key.removeprefix("eval_"): round(value, 6) for key, value in best.items()
+                       if key.removeprefix("eval_") in VALIDATION_METRICS},
+    }
