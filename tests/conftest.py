@@ -1,44 +1,33 @@
-"""Shared fixtures: tiny models built offline from configs, small CSVs, and a scratch DVC repo."""
+"""Fixtures only (helpers live in tests/helpers.py): tiny models built offline from configs, and
+scratch projects trained once per session and shared by the tests that only read them.
+
+A test that changes a shared project works on a copy (helpers.copy_project). Under pytest-xdist
+the tests of one shared project carry its xdist_group, so one worker builds it.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MQP_SHARED", REPO.parent / "shared"))
-SHARED_CSV = SHARED / "data" / "mqp.csv"
-GPT2_TOKENIZER = SHARED / "gpt2-tokenizer"
+from helpers import commit, copy_project, dvc, gpt2_tokenizer, make_project
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
-
-TOPICS = ["headache", "fever", "rash", "cough", "back pain", "insomnia", "nausea", "allergy",
-          "asthma", "diabetes", "acne", "migraine", "flu", "anxiety", "sunburn", "earache"]
+# Environment variables the stages set in their own process (mqp.cli, mqp.tracking).
+STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
+             "HF_HUB_DISABLE_PROGRESS_BARS")
 
 
-def write_pairs_csv(path: Path, n_questions: int = 48) -> Path:
-    """A small MQP-shaped CSV: each question_1 once with a similar and once with a dissimilar rewrite."""
-    rows = []
-    for i in range(n_questions):
-        topic, other = TOPICS[i % len(TOPICS)], TOPICS[(i + 5) % len(TOPICS)]
-        q1 = f"What should I take for my {topic}, case {i}?"
-        rows.append([i % 3, q1, f"Which medicine helps with {topic} (case {i})?", 1])
-        rows.append([i % 3, q1, f"Is {other} contagious, asked in case {i}?", 0])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
-    return path
+def pytest_collection_modifyitems(items):
+    """Tests using a shared trained project run on one xdist worker (--dist loadgroup): the
+    project is built once, not once per worker."""
+    groups = {"trained_project": "trained", "untrained_project": "trained", "biencoder_project": "biencoder"}
+    for item in items:
+        for fixture, group in groups.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +47,6 @@ def tiny_bert(tmp_path_factory) -> Path:
     return path
 
 
-def gpt2_tokenizer():
-    from transformers import GPT2Tokenizer
-
-    if not (GPT2_TOKENIZER / "encoder.json").exists():
-        pytest.skip(f"GPT-2 tokenizer files not found in {GPT2_TOKENIZER}")
-    vocab = json.loads((GPT2_TOKENIZER / "encoder.json").read_text(encoding="utf-8"))
-    lines = (GPT2_TOKENIZER / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:]
-    merges = [tuple(line.split()) for line in lines if line]
-    return GPT2Tokenizer(vocab=vocab, merges=merges)
-
-
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
     """A 2-layer GPT-2 with the real GPT-2 BPE tokenizer, saved as safetensors."""
@@ -84,53 +62,50 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     return path
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """`dvc repro` from scratch of the default (cross-encoder) pipeline on the tiny BERT, committed
+    as users do before experimenting; and the output of that first run. Read it, never change
+    it: copy it first (helpers.copy_project)."""
+    project = make_project(tmp_path_factory.mktemp("trained") / "project", tiny_bert)
+    first = dvc("repro", cwd=project).stdout
+    commit(project, "first run")
+    return project, first
 
 
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], cwd=cwd, check=check)
+@pytest.fixture(scope="session")
+def untrained_project(tmp_path_factory, trained_project) -> Path:
+    """A copy of trained_project after `dvc exp run -n base-model -S train.epochs=0`: the
+    workspace holds the untrained adapter's results, HEAD the trained run's."""
+    project = copy_project(trained_project[0], tmp_path_factory.mktemp("untrained") / "project")
+    dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", cwd=project)
+    return project
 
 
-def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = None, **overrides) -> Path:
-    """A scratch git+DVC repo holding this pipeline, small data and tiny-model params."""
-    path.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "stages", "mqp", "plots"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy(source, path / name)
-    shutil.copy(REPO / ".gitignore", path / ".gitignore")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["sha256"] = None
-    params["model"]["max_length"] = 48
-    params["train"].update(epochs=2, batch_size=8, learning_rate=5e-3)
-    if model_dir is not None:
-        params["model"]["name"] = str(model_dir)
-    for key, value in overrides.items():
-        group, name = key.split("__")
-        params[group][name] = value
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if csv is None:
-        write_pairs_csv(path / "data" / "raw" / "mqp.csv")
-    else:
-        (path / "data" / "raw").mkdir(parents=True, exist_ok=True)
-        shutil.copy(csv, path / "data" / "raw" / "mqp.csv")
-    run(["git", "init", "-q"], cwd=path)
-    run(["git", "config", "user.email", "test@example.com"], cwd=path)
-    run(["git", "config", "user.name", "test"], cwd=path)
-    dvc("init", "-q", cwd=path)
-    dvc("config", "core.analytics", "false", cwd=path)
-    dvc("config", "core.check_update", "false", cwd=path)
-    dvc("config", "plots.html_template", "../plots/offline_template.html", cwd=path)
-    run(["git", "add", "-A"], cwd=path)
-    run(["git", "commit", "-qm", "init"], cwd=path)
-    return path
+@pytest.fixture(scope="session")
+def biencoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """`dvc repro` of the pipeline with model.architecture=bi-encoder on the tiny BERT, committed."""
+    project = make_project(tmp_path_factory.mktemp("biencoder") / "project", tiny_bert,
+                           overrides={"model.architecture": "bi-encoder"})
+    first = dvc("repro", cwd=project).stdout
+    commit(project, "bi-encoder run")
+    return project, first
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+@pytest.fixture
+def in_project(monkeypatch):
+    """chdir into a project for in-process stage calls; the environment variables the stages set
+    (W&B, tokenizers, transformers' verbosity) are restored afterwards."""
+    for key in STAGE_ENV:
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:  # recorded as unset, so removed again afterwards
+            monkeypatch.setenv(key, "")
+            monkeypatch.delenv(key)
+
+    def enter(project: Path) -> Path:
+        monkeypatch.chdir(project)
+        return project
+
+    return enter
+

@@ -1,0 +1,121 @@
+"""The prepare stage (`python -m stages.prepare`) end to end in a scratch project: the summary line
+and metrics/data.json; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
+error line, with the last good outputs left as they were; bad rows dropped and counted."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers import UNREACHABLE_URL, csv_bytes, good_rows, make_project, one_error_line, read_json, set_params, stage
+from mqp.data import COLUMNS
+from mqp.paths import DATA_METRICS, PARAMS_FILE, PREPARED_DIR, RAW_CSV, SPLITS, TMP_DIR, split_csv
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A scratch project whose prepare already succeeded once (to check failures keep its outputs)."""
+    project = make_project(tmp_path_factory.mktemp("prepare") / "project")
+    stage("prepare", project)
+    return project
+
+
+@pytest.fixture
+def scratch(project):
+    """Give each test the good CSV and params back afterwards."""
+    params = (project / PARAMS_FILE).read_text()
+    raw = project / RAW_CSV
+    good = raw.read_bytes()
+    yield project
+    (project / PARAMS_FILE).write_text(params)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_bytes(good)
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    files = [project / DATA_METRICS, *sorted((project / PREPARED_DIR).glob("*"))]
+    return {str(path.relative_to(project)): path.read_bytes() for path in files}
+
+
+def prepare(project: Path):
+    return stage("prepare", project, check=False)
+
+
+def test_prepare_writes_the_splits_and_their_summary(scratch):
+    result = prepare(scratch)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "prepare: 96 valid pairs (kfold split fold 0 of 5): train 66, validation 10, test 20; dropped: none")
+    data = read_json(scratch / DATA_METRICS)
+    for name in SPLITS:
+        labels = [int(row["label"]) for row in csv.DictReader(open(scratch / split_csv(name), encoding="utf-8"))]
+        assert data[name] == {"n": len(labels), "similar": sum(labels),
+                              "similar_share": round(sum(labels) / len(labels), 4)}
+    assert data["rows_read"] == 96 and data["rows_dropped"] == {}
+
+
+def test_prepare_missing_file_offline(scratch):
+    (scratch / RAW_CSV).unlink()
+    set_params(scratch, {"data.url": UNREACHABLE_URL})
+    before = snapshot(scratch)
+    line = one_error_line(prepare(scratch), "prepare")
+    assert line.startswith(f"prepare: error: could not download {UNREACHABLE_URL} (")
+    assert line.endswith(f"offline? place the MQP CSV at {RAW_CSV} (on these machines: mkdir -p {RAW_CSV.parent} "
+                         f"&& cp ../shared/data/mqp.csv {RAW_CSV})")
+    assert snapshot(scratch) == before  # the last good splits and metrics are untouched
+    assert not (scratch / RAW_CSV).exists() and not (scratch / RAW_CSV).with_name(RAW_CSV.name + ".part").exists()
+
+
+def test_prepare_wrong_checksum(scratch):
+    set_params(scratch, {"data.sha256": "0" * 64})
+    before = snapshot(scratch)
+    line = one_error_line(prepare(scratch), "prepare")
+    assert re.fullmatch(rf"prepare: error: checksum mismatch for {re.escape(str(RAW_CSV))}: sha256 [0-9a-f]{{64}}, "
+                        r"params\.yaml data\.sha256 expects 0{64}; replace the file with the right one, or set "
+                        r"data\.sha256 to the new value \(or null\) if you changed the data on purpose", line), line
+    assert snapshot(scratch) == before
+
+
+def test_prepare_bad_params_is_one_line(scratch):
+    set_params(scratch, {"data.fold": 5})
+    assert one_error_line(prepare(scratch), "prepare") == (
+        "prepare: error: invalid params.yaml: 'data': data.fold must be below data.folds (got fold 5 of 5)")
+
+
+@pytest.mark.parametrize("case, data, expected", [
+    ("truncated", csv_bytes(good_rows())[:-40],
+     f"{RAW_CSV} line 12 has 2 fields, expected 4 (dr_id, question_1, question_2, label); "
+     "the file ends mid-row, so it looks truncated: download or copy it again"),
+    ("not utf-8", csv_bytes(good_rows()) + b"9,Fi\xe8vre?,Fever?,1\n",
+     f"{RAW_CSV} is not UTF-8 text (invalid byte 0xe8 on line 13); re-save it as UTF-8"),
+    ("empty", b"", f"{RAW_CSV} is empty"),
+    ("extra column", csv_bytes([[*row, "x"] for row in good_rows()]),
+     f"{RAW_CSV} has 5 columns, expected 4 without a header: dr_id, question_1, question_2, label"),
+])
+def test_prepare_bad_file_is_one_line_and_keeps_outputs(scratch, case, data, expected):
+    (scratch / RAW_CSV).write_bytes(data)
+    before = snapshot(scratch)
+    assert one_error_line(prepare(scratch), "prepare") == f"prepare: error: {expected}"
+    assert snapshot(scratch) == before
+    assert not list((scratch / TMP_DIR).glob(f"{PREPARED_DIR.name}.*"))  # no scratch folder left behind
+
+
+def test_prepare_reports_and_counts_drops(scratch):
+    raw = scratch / RAW_CSV
+    with open(raw, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    extra = [[0, "Odd?", "Label?", "2"], [0, "", "Empty?", "1"], rows[0], rows[1]]
+    raw.write_bytes(csv_bytes([COLUMNS, *rows, *extra]))
+    set_params(scratch, {"data.split": "grouped"})
+    result = prepare(scratch)
+    assert result.returncode == 0, result.stderr
+    summary = [line for line in result.stdout.splitlines() if line.startswith("prepare: ")]
+    assert summary == [f"prepare: {len(rows)} valid pairs (grouped split): train 76, validation 10, test 10; "
+                       "dropped: 1 header row, 1 label not 0 or 1, 1 empty question, 2 duplicate pair"]
+    data = read_json(scratch / DATA_METRICS)
+    assert data["rows_dropped"] == {"header row": 1, "label not 0 or 1": 1, "empty question": 1, "duplicate pair": 2}
+    assert data["rows_read"] == len(rows) + 5 == 1 + len(rows) + len(extra)
+    assert sum(data[split]["n"] for split in SPLITS) == len(rows)
