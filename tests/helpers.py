@@ -80,6 +80,11 @@ def data_params(**changes) -> DataParams:
                         **{f"data.{key}": value for key, value in changes.items()}}).data
 
 
+# Pairs for in-process model tests.
+QUESTIONS_1 = ["Can I drink on antibiotics?", "Is a rash after penicillin an allergy?", "How long does flu last?"]
+QUESTIONS_2 = ["Is alcohol safe with azithromycin?", "What does a sunburn look like?", "When is flu over?"]
+
+
 # --- data ---------------------------------------------------------------------------------------
 
 TOPICS = ["headache", "fever", "rash", "cough", "back pain", "insomnia", "nausea", "allergy",

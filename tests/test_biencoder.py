@@ -1,0 +1,129 @@
+"""The bi-encoder (model.architecture: bi-encoder): mqp.biencoder's pooling and similarity head, and
+the whole pipeline with it: trained through `dvc repro`, saved and reloaded, untrained equal to the
+baseline, symmetric in the two questions, and on GPT-2 with last-token pooling."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import (QUESTIONS_1, QUESTIONS_2, STAGES, copy_project, dvc, make_project, project_params,
+                     read_json, tiny_params)
+from mqp import paths
+from mqp.biencoder import BiEncoder, pool
+from mqp.inference import score_pairs
+from mqp.lora import HEAD_FILE, load_trained, with_lora
+from mqp.models import base_model, load_tokenizer
+from mqp.reports import read_predictions
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]]])
+    pooled = pool(hidden, torch.tensor([[1, 1, 0]]), "mean")
+    assert pooled.tolist() == [[1.0, 0.0]]  # mean (2, 0) of the real tokens, normalised
+
+
+def test_last_pooling_takes_the_last_real_token():
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 3.0], [100.0, 0.0]], [[0.0, 2.0], [5.0, 0.0], [7.0, 7.0]]])
+    pooled = pool(hidden, torch.tensor([[1, 1, 0], [1, 1, 1]]), "last")
+    torch.testing.assert_close(pooled, torch.tensor([[0.0, 1.0], [2 ** -0.5, 2 ** -0.5]]))
+
+
+def test_forward_is_a_sigmoid_of_the_scaled_cosine(tiny_bert):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    tokenizer = load_tokenizer(params.model)
+    model = base_model(params, tokenizer).eval()
+    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
+    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
+    labels = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        out = model(labels=labels, **inputs)
+        cosine = (model.embed(**sides[0]) * model.embed(**sides[1])).sum(-1)
+        logit = model.scale * cosine + model.bias
+        torch.testing.assert_close(torch.softmax(out.logits, -1)[:, 1], torch.sigmoid(logit))
+        torch.testing.assert_close(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(logit, labels.float()))
+
+
+def test_head_state_round_trips(tiny_bert):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    model = base_model(params, load_tokenizer(params.model))
+    other = BiEncoder(model.encoder, "mean")
+    with torch.no_grad():
+        model.scale.fill_(3.5), model.bias.fill_(-1.25)
+    other.load_head_state(model.head_state())
+    assert (other.scale.item(), other.bias.item()) == (3.5, -1.25)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_score_pairs_is_symmetric_in_the_two_questions(tiny_bert, pooling):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "model.pooling": pooling})
+    tokenizer = load_tokenizer(params.model)
+    model = with_lora(base_model(params, tokenizer), params)
+    with torch.no_grad():  # a trained-looking adapter: LoRA's B moved off zero
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    forward = score_pairs(model, tokenizer, QUESTIONS_1, QUESTIONS_2, params)
+    assert score_pairs(model, tokenizer, QUESTIONS_2, QUESTIONS_1, params) == pytest.approx(forward, abs=1e-6)
+    assert len(set(np.round(forward, 6))) == 3  # and it does tell the pairs apart
+
+
+# --- the pipeline with model.architecture=bi-encoder ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_biencoder_trains_through_dvc_repro(biencoder_project):
+    project, output = biencoder_project
+    assert all(f"Running stage '{name}'" in output for name in STAGES)
+    adapter = project / paths.ADAPTER_DIR
+    assert {"adapter_config.json", "adapter_model.safetensors", HEAD_FILE} <= {p.name for p in adapter.iterdir()}
+    assert not list(adapter.glob("*.bin"))
+    assert read_json(adapter / "adapter_config.json")["task_type"] == "FEATURE_EXTRACTION"
+    train = read_json(project / paths.TRAIN_METRICS)
+    assert train["epochs"] == project_params(project).train.epochs and train["best_epoch"] >= 1
+    lora = read_json(project / paths.LORA_METRICS)
+    assert lora["test"]["n"] == len(read_predictions(project / paths.LORA_RESULTS)) > 0
+    assert "Running stage" not in dvc("repro", cwd=project).stdout
+
+
+@pytest.mark.slow
+def test_biencoder_reload_reproduces_saved_predictions(biencoder_project, monkeypatch):
+    project, _ = biencoder_project
+    monkeypatch.chdir(project)
+    params = project_params(project)
+    tokenizer = load_tokenizer(params.model)
+    model = load_trained(params, tokenizer, paths.ADAPTER_DIR)
+    assert isinstance(model, BiEncoder) and (model.scale.item(), model.bias.item()) != (15.0, -9.0)  # trained head
+    saved = read_predictions(paths.LORA_RESULTS)
+    probs = score_pairs(model, tokenizer, saved["question_1"], saved["question_2"], params)
+    assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)
+
+
+@pytest.mark.slow
+def test_untrained_biencoder_is_the_baseline(biencoder_project, tmp_path):
+    """train.epochs=0 saves LoRA at zero and the initial head: lora.json's test is base.json's."""
+    project = copy_project(biencoder_project[0], tmp_path / "project")
+    dvc("exp", "run", "-S", "train.epochs=0", cwd=project)
+    base, lora = read_json(project / paths.BASE_METRICS), read_json(project / paths.LORA_METRICS)
+    assert lora["test"] == base["test"]
+    assert (lora["vs_base"]["this_only"], lora["vs_base"]["other_only"], lora["vs_base"]["accuracy_diff"]) == (0, 0, 0)
+    pd.testing.assert_frame_equal(read_predictions(project / paths.LORA_RESULTS),
+                                  read_predictions(project / paths.BASE_RESULTS))
+
+
+@pytest.mark.slow
+def test_gpt2_biencoder_with_last_token_pooling_runs(tmp_path, tiny_gpt2, in_project):
+    """Every stage, in process, on the tiny GPT-2 as a bi-encoder with model.pooling=last."""
+    from stages import baseline, evaluate, finetune, prepare, zeroshot
+
+    project = in_project(make_project(tmp_path / "project", tiny_gpt2, overrides={
+        "model.architecture": "bi-encoder", "model.pooling": "last", "train.epochs": 1}))
+    for stage in (prepare, baseline, zeroshot, finetune, evaluate):
+        stage.main()
+    adapter = project / paths.ADAPTER_DIR
+    config = read_json(adapter / "adapter_config.json")
+    assert set(config["target_modules"]) == {"c_attn", "c_proj"} and config["fan_in_fan_out"] is True
+    assert (adapter / HEAD_FILE).exists()
+    lora = read_json(project / paths.LORA_METRICS)
+    assert lora["test"]["n"] > 0 and 0 <= lora["test"]["accuracy"] <= 1 and "vs_zeroshot" in lora

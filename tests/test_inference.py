@@ -1,0 +1,79 @@
+"""mqp.inference: tokenising pairs, P(similar) from a cross-encoder (one or both question orders)
+or a bi-encoder, sentence embeddings and their cosine, in length-sorted batches."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
+from mqp.inference import cosine, cross_encoder_proba, embed, encode_pairs, score_pairs, score_splits
+from mqp.models import base_model, load_encoder, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tiny_bert):
+    params = tiny_params(tiny_bert)
+    tokenizer = load_tokenizer(params.model)
+    return params, tokenizer, base_model(params, tokenizer).eval()
+
+
+def test_gpt2_pairs_get_a_newline_between_the_questions(tiny_gpt2):
+    tokenizer = load_tokenizer(tiny_params(tiny_gpt2).model)
+    ids = encode_pairs(tokenizer, ["Hello world"], ["Hello world"], 32)["input_ids"][0]
+    assert ids == [15496, 995, 198, 15496, 995]  # "\n" (198) between the questions
+
+
+def test_long_pairs_are_truncated_from_the_longer_question(tiny_bert):
+    tokenizer = load_tokenizer(tiny_params(tiny_bert).model)
+    encoded = encode_pairs(tokenizer, ["short one"], [" ".join(["word"] * 100)], 16)
+    assert len(encoded["input_ids"][0]) == 16
+    assert tokenizer.decode(encoded["input_ids"][0]).startswith("[CLS] short one [SEP]")
+
+
+def test_both_orders_average_is_symmetric(cross_encoder):
+    params, tokenizer, model = cross_encoder
+    forward = cross_encoder_proba(model, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2)
+    backward = cross_encoder_proba(model, tokenizer, QUESTIONS_2, QUESTIONS_1, 32, 2)
+    assert not forward == pytest.approx(backward)  # a cross-encoder is not symmetric by itself
+    both = cross_encoder_proba(model, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2, both_orders=True)
+    assert both == pytest.approx((forward + backward) / 2)
+    assert both == pytest.approx(cross_encoder_proba(model, tokenizer, QUESTIONS_2, QUESTIONS_1, 32, 2, both_orders=True))
+
+
+def test_batching_does_not_change_the_scores(cross_encoder):
+    params, tokenizer, model = cross_encoder
+    questions_1, questions_2 = QUESTIONS_1 * 3, QUESTIONS_2[::-1] * 3
+    one_by_one = cross_encoder_proba(model, tokenizer, questions_1, questions_2, 32, 1)
+    assert cross_encoder_proba(model, tokenizer, questions_1, questions_2, 32, 4) == pytest.approx(one_by_one, abs=1e-6)
+
+
+def test_score_pairs_follows_eval_params(cross_encoder):
+    params, tokenizer, model = cross_encoder
+    for average in (True, False):
+        chosen = params.model_copy(update={"eval": params.eval.model_copy(update={"average_orders": average})})
+        expected = cross_encoder_proba(model, tokenizer, QUESTIONS_1, QUESTIONS_2, params.model.max_length,
+                                       params.eval.batch_size, both_orders=average)
+        assert score_pairs(model, tokenizer, QUESTIONS_1, QUESTIONS_2, chosen) == pytest.approx(expected)
+
+
+def test_score_splits_scores_validation_and_test(cross_encoder):
+    params, tokenizer, model = cross_encoder
+    splits = {name: pd.DataFrame({"question_1": QUESTIONS_1[: n], "question_2": QUESTIONS_2[: n]})
+              for name, n in (("train", 1), ("validation", 2), ("test", 3))}
+    probs = score_splits(model, tokenizer, splits, params)
+    assert list(probs) == ["validation", "test"] and [len(p) for p in probs.values()] == [2, 3]
+    assert probs["test"] == pytest.approx(score_pairs(model, tokenizer, QUESTIONS_1, QUESTIONS_2, params))
+    assert ((probs["test"] > 0) & (probs["test"] < 1)).all()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_embeddings_are_unit_vectors_and_cosine_is_their_dot(tiny_bert, pooling):
+    params = tiny_params(tiny_bert)
+    tokenizer = load_tokenizer(params.model)
+    encoder = load_encoder(params.model).eval()
+    vectors = embed(encoder, tokenizer, QUESTIONS_1 + QUESTIONS_2, 32, 2, pooling)
+    assert vectors.shape == (6, 32)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(6), abs=1e-5)
+    similarity = cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2, pooling)
+    assert similarity == pytest.approx((vectors[:3] * vectors[3:]).sum(axis=1), abs=1e-5)
+    assert cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_1, 32, 2, pooling) == pytest.approx(np.ones(3), abs=1e-5)

@@ -1,0 +1,93 @@
+"""stages.kfold: grouped k-fold experiments, queued through DVC, pooled into one table per model."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from helpers import dvc, make_project, read_json, run
+from mqp import paths
+from stages.kfold import summarise
+
+
+def fake_run(fold: int, correct: dict[str, int], n: int = 10, **params) -> dict:
+    """One experiment as `dvc exp show --json` lists it, with made-up but consistent counts."""
+    def model(right: int, versus: dict | None = None) -> dict:
+        tp = right // 2
+        test = {"accuracy": right / n, "roc_auc": 0.5 + right / (4 * n), "tp": tp, "tn": right - tp,
+                "fp": (n - right) // 2, "fn": n - right - (n - right) // 2, "n": n}
+        return {"test": test, **(versus or {})}
+
+    lora_right = correct["lora"]
+    versus = {f"vs_{other}": {"this_only": max(lora_right - correct[other], 0),
+                              "other_only": max(correct[other] - lora_right, 0),
+                              "accuracy_diff": (lora_right - correct[other]) / n, "n": n}
+              for other in ("base", "zeroshot")}
+    metrics = {str(paths.BASE_METRICS): {"data": model(correct["base"])},
+               str(paths.ZEROSHOT_METRICS): {"data": model(correct["zeroshot"])},
+               str(paths.LORA_METRICS): {"data": model(lora_right, versus)}}
+    data = {"split": "kfold", "folds": 2, "fold": fold, "seed": 42}
+    model_params = {"architecture": params.get("architecture", "cross-encoder")}
+    return {"rev": f"rev{fold}{model_params['architecture']}", "name": f"fold-{fold}",
+            "data": {"params": {str(paths.PARAMS_FILE): {"data": {"data": data, "model": model_params}}},
+                     "metrics": metrics}}
+
+
+def exp_show(*runs) -> list[dict]:
+    return [{"rev": "workspace", "name": None, "data": {}},
+            {"rev": "abc", "name": "main", "data": {},
+             "experiments": [{"revs": [run], "executor": None, "name": run["name"]} for run in runs]}]
+
+
+def test_pooled_figures_are_sums_of_the_fold_counts():
+    summary, = summarise(exp_show(fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}),
+                                  fake_run(1, {"base": 4, "zeroshot": 8, "lora": 8})))
+    lora, zeroshot = summary["lora"], summary["zeroshot"]
+    assert lora["n"] == 20 and lora["accuracy"] == pytest.approx(17 / 20)
+    assert lora["accuracy_per_fold"] == [0.9, 0.8]
+    assert lora["accuracy_mean"] == pytest.approx(0.85) and lora["accuracy_std"] == pytest.approx(0.0707107, abs=1e-6)
+    assert lora["accuracy_ci_low"] < 0.85 < lora["accuracy_ci_high"]
+    assert zeroshot["accuracy"] == pytest.approx(15 / 20)
+    versus = lora["vs_zeroshot"]
+    assert (versus["a_only"], versus["b_only"], versus["n"]) == (2, 0, 20)
+    assert versus["accuracy_diff"] == pytest.approx(0.1) and versus["wins"] == 1
+    assert lora["vs_base"]["a_only"] == 8
+
+
+def test_variants_get_a_table_each_and_incomplete_ones_are_left_out(capsys):
+    runs = [fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}), fake_run(1, {"base": 5, "zeroshot": 7, "lora": 9}),
+            fake_run(0, {"base": 5, "zeroshot": 7, "lora": 10}, architecture="bi-encoder")]
+    summaries = summarise(exp_show(*runs))
+    assert [s["configuration"] for s in summaries] == ["model.architecture=cross-encoder"]
+    assert "model.architecture=bi-encoder: folds [1] of 2 have not finished" in capsys.readouterr().err
+
+
+def test_no_finished_experiments_is_one_clear_error():
+    from mqp.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=r"no finished kfold experiments.*dvc exp run --queue"):
+        summarise(exp_show())
+
+
+@pytest.mark.slow
+def test_queued_folds_run_through_dvc_and_pool_over_every_pair(tmp_path, tiny_bert):
+    project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
+    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-C", str(paths.RAW_CSV.parent), cwd=project)
+    run([sys.executable, "-m", "dvc", "queue", "start", "-j", "1"], cwd=project)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = dvc("queue", "status", cwd=project).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status and "Running" not in status, status
+    result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
+    summary, = read_json(project / "kfold.json")["configurations"]
+    assert summary["lora"]["n"] == 96 and summary["lora"]["folds"] == 2  # every pair tested once
+    assert len(summary["experiments"]) == 2
+    for model in ("base", "zeroshot", "lora"):
+        assert f"| {model} | {summary[model]['accuracy']:.4f}" in result.stdout
+    assert json.dumps(summary)  # plain JSON

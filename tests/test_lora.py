@@ -1,0 +1,128 @@
+"""mqp.lora: which layers LoRA adapts (GPT-2, BERT-like, a list), wrapping either architecture, and
+adapters saved and reloaded (safetensors, the heads with them) to the same scores."""
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import GPT2Config, GPT2ForSequenceClassification
+
+from helpers import QUESTIONS_1, QUESTIONS_2, make_project, read_json, repo_params, set_params, tiny_params
+from mqp.biencoder import BiEncoder
+from mqp.errors import PipelineError
+from mqp.inference import score_pairs
+from mqp.lora import HEAD_FILE, add_lora, load_trained, lora_config, save_trained, with_lora
+from mqp.models import base_model, load_classifier, load_tokenizer
+from mqp.paths import ADAPTER_DIR, TRAIN_METRICS
+
+REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
+
+
+@pytest.mark.slow
+def test_gpt2_reference_config_trainable_params():
+    """Full-size GPT-2 small, the reference recipe's LoRA (r=8, alpha 32, dropout 0.1) on c_attn +
+    c_proj, plus the score head: the count the README quotes."""
+    config = GPT2Config(num_labels=2, pad_token_id=50256)
+    model = add_lora(GPT2ForSequenceClassification(config), repo_params(REFERENCE_LORA).lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    assert (trainable, total) == (812_544, 125_253_888)
+    peft_config = model.peft_config["default"]
+    assert peft_config.fan_in_fan_out is True
+    assert set(peft_config.target_modules) == {"c_attn", "c_proj"}
+    assert "score" in peft_config.modules_to_save
+
+
+def test_bert_auto_targets_encoder_projections_only(tiny_bert):
+    params = tiny_params(tiny_bert)
+    model = add_lora(load_classifier(params.model, load_tokenizer(params.model), seed=0), params.lora)
+    wrapped = {name for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    leaves = {name.rsplit(".", 1)[-1] for name in wrapped}
+    assert leaves == {"query", "key", "value", "dense"}
+    assert not any("pooler" in name or "classifier" in name for name in wrapped)
+    assert len(wrapped) == 2 * 6  # 2 layers x (q, k, v, attention out, intermediate, output)
+
+
+def test_target_modules_list_is_used_as_given(tiny_bert):
+    params = tiny_params(tiny_bert, {"lora.target_modules": ["query", "value"]})
+    model = with_lora(base_model(params, load_tokenizer(params.model)), params)
+    wrapped = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    assert wrapped == {"query", "value"}
+
+
+def test_unknown_target_module_lists_the_models_layers(tiny_bert):
+    params = tiny_params(tiny_bert, {"lora.target_modules": ["query", "c_attn"]})
+    model = load_classifier(params.model, load_tokenizer(params.model), seed=0)
+    with pytest.raises(PipelineError, match=r"no module named 'c_attn'; its linear layers are: classifier, dense, key, query, value$"):
+        lora_config(model, params.lora)
+
+
+def test_finetune_unknown_target_module_is_one_line(tmp_path, tiny_bert, in_project, capsys):
+    """Through the stage: the one line, and no adapter or train.json written."""
+    from stages import finetune, prepare
+
+    project = in_project(make_project(tmp_path / "project", tiny_bert))
+    prepare.main()
+    set_params(project, {"lora.target_modules": ["nope"]})
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        finetune.main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == ("finetune: error: lora.target_modules: bert model has no module named 'nope'; "
+                                       "its linear layers are: classifier, dense, key, query, value\n")
+    assert not (project / ADAPTER_DIR).exists() and not (project / TRAIN_METRICS).exists()
+
+
+def perturb(model) -> None:
+    """Move every trainable weight (LoRA's B starts at zero: an untouched adapter changes nothing)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+@pytest.mark.parametrize("model_dir, architecture", [("tiny_gpt2", "cross-encoder"), ("tiny_bert", "bi-encoder")])
+def test_saved_adapter_reloads_to_the_same_scores(request, tmp_path, model_dir, architecture):
+    params = tiny_params(request.getfixturevalue(model_dir), {"model.architecture": architecture})
+    tokenizer = load_tokenizer(params.model)
+    model = with_lora(base_model(params, tokenizer), params)
+    perturb(model)
+    expected = score_pairs(model.eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params)
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    save_trained(model, folder)
+
+    config = read_json(folder / "adapter_config.json")
+    assert config["base_model_name_or_path"] == params.model.name
+    assert not list(folder.glob("*.bin"))  # safetensors only
+    reloaded = load_trained(params, tokenizer, folder)
+    assert not reloaded.training  # ready for inference
+    assert score_pairs(reloaded, tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
+    untrained = score_pairs(base_model(params, tokenizer).eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params)
+    assert untrained != pytest.approx(expected, abs=1e-3)  # the adapter and head were applied
+
+    if architecture == "cross-encoder":  # GPT-2: Conv1D projections, the score head saved with the adapter
+        assert set(config["target_modules"]) == {"c_attn", "c_proj"} and config["fan_in_fan_out"] is True
+        assert "score" in config["modules_to_save"] and config["task_type"] == "SEQ_CLS"
+        with safe_open(folder / "adapter_model.safetensors", "pt") as f:
+            assert any("score" in key for key in f.keys())
+    else:  # the bi-encoder's scale and bias beside the adapter
+        assert config["task_type"] == "FEATURE_EXTRACTION"
+        assert isinstance(reloaded, BiEncoder)
+        assert (reloaded.scale.item(), reloaded.bias.item()) == (model.scale.item(), model.bias.item())
+        with safe_open(folder / HEAD_FILE, "pt") as f:
+            assert set(f.keys()) == {"scale", "bias"}
+
+
+def test_load_trained_without_adapter_says_run_dvc_repro(tmp_path, tiny_bert):
+    params = tiny_params(tiny_bert)
+    with pytest.raises(PipelineError, match=f"^no trained adapter in {tmp_path}: run `dvc repro` first$"):
+        load_trained(params, load_tokenizer(params.model), tmp_path)
+
+
+def test_adapter_of_the_other_architecture_is_refused(tmp_path, tiny_bert):
+    cross = tiny_params(tiny_bert)
+    tokenizer = load_tokenizer(cross.model)
+    save_trained(with_lora(base_model(cross, tokenizer), cross), tmp_path)
+    bi = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    with pytest.raises(PipelineError, match=r"is not a bi-encoder's \(task type SEQ_CLS\); run `dvc repro`"):
+        load_trained(bi, tokenizer, tmp_path)

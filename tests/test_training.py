@@ -1,0 +1,94 @@
+"""mqp.training: the tokenised datasets and collators of each architecture (question swap for the
+cross-encoder, two padded sides for the bi-encoder), the Trainer's arguments from params, and the
+bi-encoder's optimizer groups."""
+
+import pandas as pd
+import pytest
+
+from helpers import tiny_params
+from mqp.lora import with_lora
+from mqp.models import base_model, load_tokenizer
+from mqp.training import (PairCollator, QuestionPairCollator, collator_for, optimizer_for, pair_dataset,
+                          training_arguments, training_sets)
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return pd.DataFrame({"dr_id": 1, "question_1": [f"first question {i}" for i in range(N)],
+                         "question_2": [f"second one {i} here" + " longer" * (i % 5) for i in range(N)],
+                         "label": [i % 2 for i in range(N)]})
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert):
+    return load_tokenizer(tiny_params(tiny_bert).model)
+
+
+def test_pair_collator_shows_each_pair_in_a_seeded_random_order(tokenizer, table):
+    dataset = pair_dataset(table, tokenizer, 48, swapped=True)
+    features = [dataset[i] for i in range(N)]
+
+    def firsts(seed):
+        batch = PairCollator(tokenizer, seed)(features)
+        assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+        assert batch["labels"].tolist() == [i % 2 for i in range(N)]
+        return [tokenizer.decode(ids[1:3]) for ids in batch["input_ids"]]  # the first question's first words
+
+    first = firsts(seed=1)
+    assert 60 < first.count("second one") < 140 and first.count("second one") + first.count("first question") == N
+    assert firsts(seed=1) == first and firsts(seed=2) != first
+    # Without swapped columns (validation), the pairs pass through in their order.
+    plain = PairCollator(tokenizer, 1)([{k: v for k, v in f.items() if not k.startswith("swapped_")} for f in features])
+    assert all(tokenizer.decode(ids[1:3]) == "first question" for ids in plain["input_ids"])
+
+
+def test_question_pair_collator_pads_each_side_on_its_own(tiny_bert, tokenizer, table):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    train, _ = training_sets(params, tokenizer, {"train": table, "validation": table})
+    collator = collator_for(params, tokenizer)
+    assert isinstance(collator, QuestionPairCollator)
+    batch = collator([train[i] for i in range(8)])
+    assert batch["labels"].tolist() == [i % 2 for i in range(8)]
+    for side, question in (("1", "question_1"), ("2", "question_2")):
+        ids = batch[f"input_ids_{side}"]
+        longest = max(len(tokenizer(table[question][i])["input_ids"]) for i in range(8))
+        assert ids.shape == (8, longest) and batch[f"attention_mask_{side}"].shape == ids.shape
+        assert tokenizer.decode(ids[0], skip_special_tokens=True) == table[question][0]
+
+
+@pytest.mark.parametrize("architecture, swap", [("cross-encoder", True), ("cross-encoder", False), ("bi-encoder", True)])
+def test_training_sets_follow_the_params(tiny_bert, tokenizer, table, architecture, swap):
+    params = tiny_params(tiny_bert, {"model.architecture": architecture, "train.swap_questions": swap})
+    train, validation = training_sets(params, tokenizer, {"train": table, "validation": table.iloc[:50]})
+    assert len(train) == N and len(validation) == 50
+    assert validation["length"] == sorted(validation["length"])  # less padding per evaluation batch
+    if architecture == "bi-encoder":
+        assert {"input_ids_1", "input_ids_2", "labels", "length"} <= set(train.column_names)
+    else:
+        assert ("swapped_input_ids" in train.column_names) is swap
+        assert "swapped_input_ids" not in validation.column_names  # validation is scored in the given order
+        assert isinstance(collator_for(params, tokenizer), PairCollator)
+
+
+def test_biencoder_head_trains_at_its_own_learning_rate(tiny_bert, tokenizer):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.head_learning_rate": 0.05})
+    model = with_lora(base_model(params, tokenizer), params)
+    lora_group, head_group = optimizer_for(model, params).param_groups
+    assert lora_group["lr"] == params.train.learning_rate and head_group["lr"] == 0.05
+    assert head_group["params"] == [model.scale, model.bias] and head_group["weight_decay"] == 0.0
+    assert all("lora_" in name for name, p in model.encoder.named_parameters()
+               if any(p is q for q in lora_group["params"]))
+    cross = tiny_params(tiny_bert)
+    assert optimizer_for(with_lora(base_model(cross, tokenizer), cross), cross) is None  # the Trainer's default
+
+
+def test_training_arguments_come_from_params(tiny_bert, tmp_path):
+    params = tiny_params(tiny_bert, {"train.epochs": 4, "train.batch_size": 3, "eval.batch_size": 5,
+                                     "train.seed": 11, "train.warmup_ratio": 0.25})
+    args = training_arguments(params, tmp_path, report_to=[])
+    assert (args.num_train_epochs, args.per_device_train_batch_size, args.per_device_eval_batch_size) == (4, 3, 5)
+    assert (args.learning_rate, args.seed, args.data_seed) == (params.train.learning_rate, 11, 11)
+    assert args.warmup_steps == 0.25 and args.metric_for_best_model == "f1" and args.load_best_model_at_end
+    assert args.output_dir == str(tmp_path)
