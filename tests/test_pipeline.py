@@ -1,125 +1,86 @@
-"""The DVC workflows users run, for real, in a scratch git repo with a tiny model."""
+"""The DVC workflows users run, for real, in scratch git repos with the tiny BERT: `dvc repro` (then
+nothing to do), `dvc exp run -S lora.r=4` (only finetune and evaluate rerun), `dvc exp show`, and
+the untrained run (train.epochs=0) that is the base model, compared with `dvc metrics diff`."""
 
 import csv
 import io
 import json
 
-import pandas as pd
 import pytest
 
-from conftest import dvc, make_project, read_json, run
+from helpers import STAGES, copy_project, dvc, project_params, read_json, run
+from mqp import paths
+from mqp.splits import load_splits
 
-METRIC_KEYS = {"accuracy", "f1", "precision", "recall", "roc_auc", "loss", "n"}
-
-
-def test_dvc_repro_prepare_writes_grouped_splits(tmp_path):
-    project = make_project(tmp_path / "project")
-    out = dvc("repro", "prepare", cwd=project).stdout
-    assert "prepare: 96 valid pairs (grouped split)" in out
-    splits = {name: pd.read_csv(project / "data" / "prepared" / f"{name}.csv") for name in ("train", "validation", "test")}
-    assert sum(len(part) for part in splits.values()) == 96
-    questions = [set(part["question_1"]) for part in splits.values()]
-    assert not (questions[0] & questions[1] or questions[0] & questions[2] or questions[1] & questions[2])
-    data = read_json(project / "metrics" / "data.json")
-    assert data["train"]["n"] == len(splits["train"]) and data["rows_read"] == 96
-    assert run(["git", "check-ignore", "data/prepared"], cwd=project).returncode == 0  # DVC's, not git's
-
-
-@pytest.fixture(scope="module")
-def trained_project(tmp_path_factory, tiny_bert):
-    """`dvc repro` from scratch on the tiny BERT, committed, as users do before experimenting."""
-    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_bert)
-    first = dvc("repro", cwd=project).stdout
-    run(["git", "add", "-A"], cwd=project)
-    run(["git", "commit", "-qm", "r=8 run"], cwd=project)
-    return project, first
+pytestmark = pytest.mark.slow
 
 
 def test_repro_runs_all_stages_then_nothing(trained_project):
     project, first = trained_project
-    for stage in ("prepare", "baseline", "finetune", "evaluate"):
-        assert f"Running stage '{stage}'" in first
-    assert (project / "models" / "adapter" / "adapter_model.safetensors").exists()
-    config = read_json(project / "models" / "adapter" / "adapter_config.json")
-    assert config["r"] == 8 and config["lora_alpha"] == 32 and "classifier" in config["modules_to_save"]
+    for name in STAGES:
+        assert f"Running stage '{name}'" in first
+    params = project_params(project)
+    config = read_json(project / paths.ADAPTER_DIR / "adapter_config.json")
+    assert (config["r"], config["lora_alpha"]) == (params.lora.r, params.lora.alpha)
+    assert "classifier" in config["modules_to_save"]
     again = dvc("repro", cwd=project).stdout
-    assert "Running stage" not in again
-    assert "up to date" in again
+    assert "Running stage" not in again and "up to date" in again
+    assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
 
 
-def test_base_and_lora_metrics_share_one_schema(trained_project):
+def test_prepared_splits_are_dvc_outputs(trained_project, monkeypatch):
     project, _ = trained_project
-    base = read_json(project / "metrics" / "base.json")
-    lora = read_json(project / "metrics" / "lora.json")
-    for metrics in (base, lora):
-        assert set(metrics) == {"validation", "test"}
-        assert set(metrics["test"]) == METRIC_KEYS
-    predictions = pd.read_csv(project / "results" / "lora" / "predictions.csv")
-    assert len(predictions) == lora["test"]["n"]
-    assert predictions["prob_similar"].between(0, 1).all()
-    train = read_json(project / "metrics" / "train.json")
-    assert train["trainable_params"] > 0 and 0 < train["trainable_percent"] < 100
-    assert train["best_epoch"] in (1, 2)
+    monkeypatch.chdir(project)
+    splits = load_splits()
+    data = read_json(paths.DATA_METRICS)
+    assert {name: data[name]["n"] for name in paths.SPLITS} == {name: len(part) for name, part in splits.items()}
+    assert data["rows_read"] == sum(len(part) for part in splits.values())
+    # DVC's outputs, not git's: ignored by git, listed in dvc.lock.
+    for output in (paths.PREPARED_DIR, paths.ADAPTER_DIR, paths.LORA_RESULTS):
+        assert run(["git", "check-ignore", "-q", str(output)], cwd=project, check=False).returncode == 0, output
+    lock = (project / "dvc.lock").read_text()
+    assert all(f"path: {output}\n" in lock for output in (paths.PREPARED_DIR, paths.ADAPTER_DIR, paths.LORA_METRICS))
 
 
-def test_metrics_show_lines_up_base_and_lora(trained_project):
-    project, _ = trained_project
-    shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
-    files = shown[""]["data"]  # "" is the workspace
-    assert {"metrics/base.json", "metrics/lora.json", "metrics/train.json", "metrics/data.json"} <= set(files)
-    table = dvc("metrics", "show", cwd=project).stdout
-    assert "metrics/base.json" in table and "metrics/lora.json" in table and "test.accuracy" in table
-
-
-def test_exp_run_rank_reruns_only_finetune_and_evaluate(trained_project):
-    project, _ = trained_project
-    before = read_json(project / "metrics" / "lora.json")
+def test_exp_run_rank_reruns_only_finetune_and_evaluate(trained_project, tmp_path):
+    project = copy_project(trained_project[0], tmp_path / "project")
+    before = read_json(project / paths.LORA_METRICS)
     out = dvc("exp", "run", "-n", "rank4", "-S", "lora.r=4", cwd=project).stdout
-    assert "Stage 'prepare' didn't change, skipping" in out
-    assert "Stage 'baseline' didn't change, skipping" in out
+    for name in ("prepare", "baseline", "zeroshot"):
+        assert f"Stage '{name}' didn't change, skipping" in out
     assert "Running stage 'finetune'" in out and "Running stage 'evaluate'" in out
-    after = read_json(project / "metrics" / "lora.json")
-    assert read_json(project / "models" / "adapter" / "adapter_config.json")["r"] == 4
+    after = read_json(project / paths.LORA_METRICS)
+    assert read_json(project / paths.ADAPTER_DIR / "adapter_config.json")["r"] == 4
     assert after["test"]["loss"] != before["test"]["loss"]
-    # dvc exp show lists both runs with params and metrics.
+    # dvc exp show lists the run with its params and metrics.
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
     by_name = {row["Experiment"] or row["rev"]: row for row in rows}
     assert by_name["rank4"]["lora.r"] == "4" and by_name["workspace"]["lora.r"] == "4"
-    assert float(by_name["rank4"]["metrics/lora.json:test.loss"]) == after["test"]["loss"]
-    assert float(by_name["rank4"]["metrics/base.json:test.accuracy"]) >= 0
+    assert float(by_name["rank4"][f"{paths.LORA_METRICS}:test.loss"]) == after["test"]["loss"]
+    assert float(by_name["rank4"][f"{paths.BASE_METRICS}:test.accuracy"]) == read_json(project / paths.BASE_METRICS)["test"]["accuracy"]
 
 
-def test_metrics_diff_base_model_against_lora(trained_project):
-    """The README's idiom: an untrained run (epochs=0) is the base model, diffed against LoRA."""
-    project, _ = trained_project
-    dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", "-S", "lora.r=8", cwd=project)
-    base = read_json(project / "metrics" / "base.json")
-    untrained = read_json(project / "metrics" / "lora.json")
-    # LoRA starts at zero and the head is seeded like baseline's: the exact base model.
-    assert untrained["test"] == base["test"]
-    dvc("exp", "run", "-n", "lora", "-S", "train.epochs=2", cwd=project)
-    diff = json.loads(dvc("metrics", "diff", "base-model", "lora", "--targets", "metrics/lora.json", "--all", "--json", cwd=project).stdout)
-    changes = diff["metrics/lora.json"]
-    for key in ("accuracy", "f1", "precision", "recall"):
+def test_untrained_adapter_is_the_base_model(untrained_project):
+    """train.epochs=0: LoRA starts at zero and the head is seeded like baseline's, so lora.json's
+    test metrics are exactly base.json's (the README's `dvc metrics diff` idiom rests on it)."""
+    base = read_json(untrained_project / paths.BASE_METRICS)
+    untrained = read_json(untrained_project / paths.LORA_METRICS)
+    assert read_json(untrained_project / paths.TRAIN_METRICS)["epochs"] == 0
+    assert untrained["test"] == base["test"] and untrained["validation"] == base["validation"]
+    assert (untrained["vs_base"]["this_only"], untrained["vs_base"]["other_only"]) == (0, 0)
+
+
+def test_metrics_diff_base_model_against_lora(untrained_project, trained_project):
+    """The untrained run (the base-model experiment) against the trained one (HEAD)."""
+    base = read_json(untrained_project / paths.BASE_METRICS)
+    trained = read_json(trained_project[0] / paths.LORA_METRICS)
+    target = str(paths.LORA_METRICS)
+    diff = json.loads(dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", "--json",
+                          cwd=untrained_project).stdout)
+    changes = diff[target]
+    for key in ("accuracy", "f1", "precision", "recall", "accuracy_ci_low", "tp"):
         assert f"test.{key}" in changes
     assert changes["test.loss"]["old"] == base["test"]["loss"]
-    text = dvc("metrics", "diff", "base-model", "lora", "--targets", "metrics/lora.json", "--all", cwd=project).stdout
+    assert changes["test.loss"]["new"] == trained["test"]["loss"]
+    text = dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", cwd=untrained_project).stdout
     assert "test.accuracy" in text and "Change" in text
-
-
-def test_plots_show_renders_every_declared_plot_offline(trained_project):
-    project, _ = trained_project
-    shown = json.loads(dvc("plots", "show", "--json", cwd=project).stdout)
-    assert not shown.get("errors"), shown.get("errors")
-    expected = {
-        "Training and validation loss", "Validation F1 per epoch", "Test metrics, base vs zero-shot vs LoRA",
-        "ROC curve (test)", "Precision-recall curve (test)",
-        "results/base/predictions.csv", "results/lora/predictions.csv",
-    }
-    assert expected <= set(shown["data"])
-    for plot_id in expected:
-        assert shown["data"][plot_id][0]["type"] == "vega"
-    dvc("plots", "show", cwd=project)
-    page = (project / "dvc_plots" / "index.html").read_text()
-    assert "<script src=\"http" not in page and "cdn.jsdelivr" not in page
-    assert page.count("vegaEmbed(") >= len(expected)
