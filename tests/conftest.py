@@ -8,11 +8,15 @@ the tests of one shared project carry its xdist_group, so one worker builds it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import commit, copy_project, dvc, gpt2_tokenizer, make_project
+from helpers import commit, copy_project, dvc, gpt2_tokenizer, make_project, no_network_prefix, set_params
 
 # Environment variables the stages set in their own process (mqp.cli, mqp.tracking).
 STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
@@ -22,7 +26,7 @@ STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLEL
 def pytest_collection_modifyitems(items):
     """Tests using a shared trained project run on one xdist worker (--dist loadgroup): the
     project is built once, not once per worker."""
-    groups = {"trained_project": "trained", "untrained_project": "trained", "biencoder_project": "biencoder"}
+    groups = {"trained_project": "trained", "biencoder_project": "biencoder"}
     for item in items:
         for fixture, group in groups.items():
             if fixture in getattr(item, "fixturenames", ()):
@@ -68,9 +72,9 @@ def trained_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
     as users do before experimenting; and the output of that first run. Read it, never change
     it: copy it first (helpers.copy_project)."""
     project = make_project(tmp_path_factory.mktemp("trained") / "project", tiny_bert)
-    first = dvc("repro", cwd=project).stdout
+    result = dvc("repro", cwd=project)
     commit(project, "first run")
-    return project, first
+    return project, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +91,38 @@ def biencoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
     """`dvc repro` of the pipeline with model.architecture=bi-encoder on the tiny BERT, committed."""
     project = make_project(tmp_path_factory.mktemp("biencoder") / "project", tiny_bert,
                            overrides={"model.architecture": "bi-encoder"})
-    first = dvc("repro", cwd=project).stdout
+    result = dvc("repro", cwd=project)
     commit(project, "bi-encoder run")
-    return project, first
+    return project, result.stdout + result.stderr
+
+
+@dataclass
+class WandbRun:
+    project: Path
+    output: str  # stdout and stderr of `dvc repro`
+    home: Path  # $HOME during the run
+    secret: str  # WANDB_API_KEY during the run
+    isolated: bool  # run without a network (unshare -n)
+
+
+@pytest.fixture(scope="session")
+def wandb_project(tmp_path_factory, trained_project) -> WandbRun:
+    """A copy of trained_project rerun with logging.wandb=offline (finetune and evaluate log to
+    W&B), a W&B key in the environment, $HOME in a scratch folder, and no network where
+    `unshare -n` works."""
+    root = tmp_path_factory.mktemp("wandb")
+    project = copy_project(trained_project[0], root / "project")
+    set_params(project, {"logging.wandb": "offline"})
+    home = root / "home"  # where wandb would put ~/.netrc or ~/.config/wandb
+    home.mkdir()
+    secret = uuid.uuid4().hex + uuid.uuid4().hex[:8]  # 40 characters, like a real key
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env.update(WANDB_API_KEY=secret, HOME=str(home))
+    prefix = no_network_prefix()
+    result = subprocess.run([*prefix, sys.executable, "-m", "dvc", "repro"], cwd=project, capture_output=True,
+                            text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return WandbRun(project, result.stdout + result.stderr, home, secret, bool(prefix))
 
 
 @pytest.fixture

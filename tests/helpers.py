@@ -177,6 +177,14 @@ def one_error_line(result: subprocess.CompletedProcess, name: str) -> str:
     return lines[0]
 
 
+def no_network_prefix() -> list[str]:
+    """`unshare -n` runs a command with no network interface but loopback (root only); [] where
+    that is not possible here."""
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "-n"]
+    return []
+
+
 def commit(project: Path, message: str) -> None:
     run(["git", "add", "-A"], cwd=project)
     run(["git", "commit", "-qm", message], cwd=project)

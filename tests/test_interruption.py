@@ -1,8 +1,8 @@
-"""Interruption and determinism, for real, in a scratch DVC repo with the tiny BERT.
+"""Interruption and determinism, for real, in a copy of the trained tiny-BERT project.
 
 Ctrl-C (SIGINT) or kill -9 in the middle of training, run directly or under `dvc repro`,
-leaves the last good adapter, metrics/train.json and dvc.lock as they were, and the next
-`dvc repro` completes. The same params and seed give the same metrics, byte for byte.
+leaves the last good adapter, train.json and dvc.lock as they were, and the next `dvc repro`
+completes. The same params and seed give the same metrics, byte for byte.
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import dvc, make_project, read_json, run
+from helpers import STAGES, commit, copy_project, dvc, read_json, run, set_params
+from mqp.paths import (ADAPTER_DIR, BASE_METRICS, DATA_METRICS, LORA_METRICS, PARAMS_FILE, TMP_DIR, TRAIN_METRICS,
+                       ZEROSHOT_METRICS)
+
+pytestmark = pytest.mark.slow
 
 # Written byte-identically by two runs with the same params and seed.
-STABLE_METRICS = ("base.json", "lora.json", "zeroshot.json", "data.json")
+STABLE_METRICS = (BASE_METRICS, LORA_METRICS, ZEROSHOT_METRICS, DATA_METRICS)
+ADAPTER_WEIGHTS = ADAPTER_DIR / "adapter_model.safetensors"
 
 
 def without_timings(train: dict) -> dict:
@@ -34,30 +38,20 @@ def without_timings(train: dict) -> dict:
 TRAINING = re.compile(r"\b([2-9]|\d{2,})/\d+ \[")
 
 
-def commit(project: Path, message: str) -> None:
-    run(["git", "add", "-A"], cwd=project)
-    run(["git", "commit", "-qm", message], cwd=project)
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_bert):
-    """`dvc repro` from scratch on the tiny BERT (2 epochs), committed."""
-    project = make_project(tmp_path_factory.mktemp("interrupt") / "project", tiny_bert)
-    dvc("repro", cwd=project)
-    commit(project, "first run")
-    return project
+def project(tmp_path_factory, trained_project):
+    """A copy of the shared project: `dvc repro` from scratch on the tiny BERT, committed."""
+    return copy_project(trained_project[0], tmp_path_factory.mktemp("interrupt") / "project")
 
 
 def kept_outputs(project: Path) -> dict[str, bytes]:
     """What an interrupted finetune must not touch: the adapter and its metrics."""
-    files = [*sorted((project / "models" / "adapter").iterdir()), project / "metrics" / "train.json"]
+    files = [*sorted((project / ADAPTER_DIR).iterdir()), project / TRAIN_METRICS]
     return {str(path.relative_to(project)): path.read_bytes() for path in files}
 
 
 def set_epochs(project: Path, epochs: int) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["epochs"] = epochs
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, {"train.epochs": epochs})
 
 
 def default_sigint() -> None:
@@ -116,19 +110,18 @@ def changed_outs(status: dict, stage: str) -> dict:
 
 def test_repro_force_gives_byte_identical_metrics(project):
     """Same params and seed: the from-scratch run and a forced rerun agree byte for byte."""
-    metrics = project / "metrics"
-    first = {name: (metrics / name).read_bytes() for name in STABLE_METRICS}
-    first_train = read_json(metrics / "train.json")
-    first_adapter = (project / "models" / "adapter" / "adapter_model.safetensors").read_bytes()
+    first = {path: (project / path).read_bytes() for path in STABLE_METRICS}
+    first_train = read_json(project / TRAIN_METRICS)
+    first_adapter = (project / ADAPTER_WEIGHTS).read_bytes()
     out = dvc("repro", "--force", cwd=project).stdout
-    assert all(f"Running stage '{stage}'" in out for stage in ("prepare", "baseline", "zeroshot", "finetune", "evaluate"))
-    for name in STABLE_METRICS:
-        assert (metrics / name).read_bytes() == first[name], f"metrics/{name} differs between identical runs"
-    again_train = read_json(metrics / "train.json")
+    assert all(f"Running stage '{stage}'" in out for stage in STAGES)
+    for path in STABLE_METRICS:
+        assert (project / path).read_bytes() == first[path], f"{path} differs between identical runs"
+    again_train = read_json(project / TRAIN_METRICS)
     assert set(again_train) == set(first_train)
     assert without_timings(again_train) == without_timings(first_train)
     assert {"wall_seconds", "train_seconds", "train_samples_per_second"} <= set(first_train) - set(without_timings(first_train))
-    assert (project / "models" / "adapter" / "adapter_model.safetensors").read_bytes() == first_adapter
+    assert (project / ADAPTER_WEIGHTS).read_bytes() == first_adapter
     commit(project, "forced run")
 
 
@@ -142,7 +135,7 @@ def test_ctrl_c_and_kill_9_during_finetune_lose_nothing(project, tmp_path):
     assert "finetune: interrupted; outputs written before are intact" in output
     assert "Traceback" not in output
     assert kept_outputs(project) == before
-    assert not list((project / ".tmp").glob("*"))  # the checkpoint scratch folder is removed
+    assert not list((project / TMP_DIR).glob("*"))  # the checkpoint scratch folder is removed
 
     returncode, output = interrupt(finetune, project, tmp_path / "sigkill.log", signal.SIGKILL)
     assert returncode == -signal.SIGKILL
@@ -150,13 +143,13 @@ def test_ctrl_c_and_kill_9_during_finetune_lose_nothing(project, tmp_path):
 
     # Back to the committed params: repro reruns finetune (DVCLive's curves were rewritten)
     # and ends with everything up to date.
-    run(["git", "checkout", "params.yaml"], cwd=project)
+    run(["git", "checkout", str(PARAMS_FILE)], cwd=project)
     dvc("repro", cwd=project)
     assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
     assert "up to date" in dvc("status", cwd=project).stdout
     after = kept_outputs(project)
-    assert {k: v for k, v in after.items() if k.startswith("models/")} == \
-           {k: v for k, v in before.items() if k.startswith("models/")}  # and the same adapter
+    assert {k: v for k, v in after.items() if k.startswith(str(ADAPTER_DIR))} == \
+           {k: v for k, v in before.items() if k.startswith(str(ADAPTER_DIR))}  # and the same adapter
     commit(project, "after interruptions")
 
 
@@ -189,11 +182,11 @@ def test_interrupted_dvc_repro_keeps_lock_and_outputs(project, tmp_path):
     status = json.loads(dvc("status", "--json", cwd=project).stdout)
     assert set(status) == {"finetune"}
     changed = changed_outs(status, "finetune")
-    assert "models/adapter" not in changed and "metrics/train.json" not in changed
-    assert {"changed deps": {"params.yaml": {"train": "modified"}}} in status["finetune"]
+    assert str(ADAPTER_DIR) not in changed and str(TRAIN_METRICS) not in changed
+    assert {"changed deps": {str(PARAMS_FILE): {"train": "modified"}}} in status["finetune"]
 
     # The killed run left no lock behind that blocks the next one.
-    run(["git", "checkout", "params.yaml"], cwd=project)
+    run(["git", "checkout", str(PARAMS_FILE)], cwd=project)
     out = dvc("repro", cwd=project).stdout
     assert "Running stage 'finetune'" in out or "didn't change" in out
     assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}

@@ -1,7 +1,7 @@
 """Safety: no pickles, no remote code, safetensors only, no leaked W&B key, no network calls.
 
-Source scans of stages/ catch a regression before it runs; the runtime checks load a model
-folder holding only a (booby-trapped) pytorch_model.bin, run the pipeline with a W&B key set
+Source scans of mqp/ and stages/ catch a regression before it runs; the runtime checks load a
+model folder holding only a (booby-trapped) pytorch_model.bin, run the pipeline with a W&B key set
 and look for it in every file, and run every stage in-process behind a socket guard.
 """
 
@@ -14,17 +14,18 @@ import pickle
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_project, run
+from helpers import REPO, make_project, tiny_params
+from mqp import paths
+from mqp.errors import PipelineError
+from mqp.lora import load_trained
+from mqp.models import load_classifier, load_encoder, load_tokenizer
 
-STAGES = sorted((REPO / "stages").glob("*.py"))
+SOURCES = sorted([*(REPO / "mqp").glob("*.py"), *(REPO / "stages").glob("*.py")])
 
 
 # --- source scans -------------------------------------------------------------------------
@@ -56,35 +57,37 @@ def where(path: Path, node: ast.AST) -> str:
     return f"{path.relative_to(REPO)}:{node.lineno}"
 
 
-def test_stages_are_scanned():
-    assert {p.name for p in STAGES} >= {"data.py", "modeling.py", "finetune.py", "evaluate.py", "predict.py"}
+def test_sources_are_scanned():
+    names = {str(p.relative_to(REPO)) for p in SOURCES}
+    assert names >= {"mqp/data.py", "mqp/models.py", "mqp/lora.py", "mqp/inference.py", "stages/finetune.py",
+                     "stages/evaluate.py", "stages/predict.py"}
 
 
-def test_no_pickle_loading_in_stages():
+def test_no_pickle_loading():
     pattern = re.compile(r"\b(c?pickle|cloudpickle|dill|joblib|shelve|marshal)\b|read_pickle|allow_pickle")
-    found = [f"{p.relative_to(REPO)}:{i}: {line.strip()}" for p in STAGES
+    found = [f"{p.relative_to(REPO)}:{i}: {line.strip()}" for p in SOURCES
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
-    assert not found, "pickle-based loading in stages/:\n" + "\n".join(found)
+    assert not found, "pickle-based loading:\n" + "\n".join(found)
 
 
 def test_torch_load_only_with_weights_only():
-    bad = [where(p, c) for p in STAGES for c in calls(p)
+    bad = [where(p, c) for p in SOURCES for c in calls(p)
            if dotted(c.func).endswith("torch.load") and keyword(c, "weights_only") is not True]
     assert not bad, f"torch.load without weights_only=True at {bad}"
-    imports = [p.name for p in STAGES if re.search(r"from torch import .*\bload\b", p.read_text(encoding="utf-8"))]
+    imports = [p.name for p in SOURCES if re.search(r"from torch import .*\bload\b", p.read_text(encoding="utf-8"))]
     assert not imports
 
 
 def test_trust_remote_code_never_true():
-    bad = [where(p, c) for p in STAGES for c in calls(p)
+    bad = [where(p, c) for p in SOURCES for c in calls(p)
            if keyword(c, "trust_remote_code") not in (None, False)]
     assert not bad, f"trust_remote_code not False at {bad}"
-    assert not any("trust_remote_code=True" in p.read_text(encoding="utf-8") for p in STAGES)
+    assert not any("trust_remote_code=True" in p.read_text(encoding="utf-8") for p in SOURCES)
 
 
 def test_models_load_with_use_safetensors():
     """Every transformers model class's from_pretrained passes use_safetensors=True."""
-    model_loads = [(p, c) for p in STAGES for c in calls(p)
+    model_loads = [(p, c) for p in SOURCES for c in calls(p)
                    if isinstance(c.func, ast.Attribute) and c.func.attr == "from_pretrained"
                    and re.fullmatch(r"AutoModel\w*|\w+Model|\w+For\w+", dotted(c.func.value))
                    and not dotted(c.func.value).startswith("Peft")]
@@ -119,14 +122,10 @@ def pickle_only_model(tmp_path_factory, tiny_bert):
 
 
 def test_pickle_only_model_fails_with_one_line(pickle_only_model):
-    from stages.errors import PipelineError
-    from stages.modeling import load_classifier, load_encoder, load_tokenizer
-    from stages.params import ModelParams
-
     folder, marker = pickle_only_model
-    params = ModelParams(name=str(folder))
-    tokenizer = load_tokenizer(params)
-    for load in (lambda: load_classifier(params, tokenizer, seed=0), lambda: load_encoder(params)):
+    model = tiny_params(folder).model
+    tokenizer = load_tokenizer(model)
+    for load in (lambda: load_classifier(model, tokenizer, seed=0), lambda: load_encoder(model)):
         with pytest.raises(PipelineError) as error:
             load()
         message = str(error.value)
@@ -136,62 +135,44 @@ def test_pickle_only_model_fails_with_one_line(pickle_only_model):
     assert not marker.exists(), "pytorch_model.bin was unpickled"
 
 
-def test_pickle_only_model_end_to_end(tmp_path, pickle_only_model):
+def test_pickle_only_model_through_finetune(tmp_path, pickle_only_model, in_project, capsys):
+    from stages import finetune, prepare
+
     folder, marker = pickle_only_model
-    project = make_project(tmp_path / "project", folder)
-    result = run([sys.executable, "-m", "stages.finetune"], cwd=project, check=False)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0].startswith(f"finetune: error: cannot load model '{folder}' (OSError: Error no file named "
-                               "model.safetensors found in directory")
+    in_project(make_project(tmp_path / "project", folder))
+    prepare.main()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        finetune.main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"finetune: error: cannot load model '{folder}' (OSError: Error no file named model.safetensors found in directory")
     assert not marker.exists()
 
 
-def pickle_only_adapter(tmp_path: Path, marker: Path) -> Path:
+def test_pickle_only_adapter_is_never_loaded(tmp_path, tiny_bert):
+    """An adapter folder with only adapter_model.bin: refused before anything is unpickled."""
+    marker = tmp_path / "UNPICKLED"
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(
         '{"peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4, "target_modules": ["query"]}')
     (adapter / "adapter_model.bin").write_bytes(pickle.dumps({"w": _Canary(marker)}, protocol=2))
-    return adapter
-
-
-def test_pickle_only_adapter_is_never_run(tmp_path, tiny_bert):
-    """PEFT falls back to torch.load(weights_only=True), which refuses the pickle's code."""
-    from stages.modeling import load_trained
-    from stages.params import ModelParams
-
-    marker = tmp_path / "UNPICKLED"
-    with pytest.raises(Exception):
-        load_trained(ModelParams(name=str(tiny_bert)), 0, pickle_only_adapter(tmp_path, marker))
-    assert not marker.exists()
-
-
-def test_pickle_only_adapter_fails_with_one_line(tmp_path, tiny_bert):
-    from stages.errors import PipelineError
-    from stages.modeling import load_trained
-    from stages.params import ModelParams
-
+    params = tiny_params(tiny_bert)
     with pytest.raises(PipelineError, match="no trained adapter"):
-        load_trained(ModelParams(name=str(tiny_bert)), 0, pickle_only_adapter(tmp_path, tmp_path / "UNPICKLED"))
+        load_trained(params, load_tokenizer(params.model), adapter)
+    assert not marker.exists()
 
 
 # --- the W&B key stays in the environment ---------------------------------------------------
 
 
-def test_wandb_key_never_written(tmp_path, tiny_bert):
-    secret = uuid.uuid4().hex + uuid.uuid4().hex[:8]  # 40 characters, like a real key
-    project = make_project(tmp_path / "project", tiny_bert, logging__wandb="offline", train__epochs=1)
-    home = tmp_path / "home"  # where wandb would put ~/.netrc or ~/.config/wandb
-    home.mkdir()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
-    env.update(WANDB_API_KEY=secret, HOME=str(home))
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, capture_output=True, text=True,
-                            env=env, stdin=subprocess.DEVNULL, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+@pytest.mark.slow
+def test_wandb_key_never_written(wandb_project):
+    project, home, secret = wandb_project.project, wandb_project.home, wandb_project.secret
     assert len(list((project / "wandb").glob("offline-run-*"))) == 2  # W&B really ran: training and evaluation
-    assert secret not in result.stdout + result.stderr
+    assert secret not in wandb_project.output
     needle = secret.encode()
     leaks = [str(path) for root in (project, home) for path in root.rglob("*")
              if path.is_file() and not path.is_symlink() and needle in path.read_bytes()]
@@ -257,17 +238,16 @@ def test_network_guard_blocks_and_records(network_guard):
         socket.create_connection(("127.0.0.1", 9), timeout=1)
 
 
-def test_pipeline_makes_no_network_call(tmp_path, tiny_bert, monkeypatch, network_guard):
-    project = make_project(tmp_path / "project", tiny_bert, train__epochs=1)
-    monkeypatch.chdir(project)
+@pytest.mark.slow
+def test_pipeline_makes_no_network_call(tmp_path, tiny_bert, in_project, monkeypatch, network_guard):
+    project = in_project(make_project(tmp_path / "project", tiny_bert, overrides={"train.epochs": 1}))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM"):
-        monkeypatch.delenv(key, raising=False)  # the stages set these; restored after the test
     from stages import baseline, evaluate, finetune, prepare, zeroshot
 
     for stage in (prepare, baseline, zeroshot, finetune, evaluate):
         stage.main()
     assert network_guard == []
-    for output in ("metrics/data.json", "metrics/base.json", "metrics/zeroshot.json", "metrics/train.json",
-                   "metrics/lora.json", "models/adapter/adapter_model.safetensors"):
+    outputs = (paths.DATA_METRICS, paths.BASE_METRICS, paths.ZEROSHOT_METRICS, paths.TRAIN_METRICS,
+               paths.LORA_METRICS, paths.ADAPTER_DIR / "adapter_model.safetensors")
+    for output in outputs:
         assert (project / output).exists(), output

@@ -1,0 +1,72 @@
+"""stages.predict, the inference CLI: one pair, or a CSV to a file or stdout, scored by the trained
+adapter reloaded from disk (the probabilities evaluate wrote); errors are one line."""
+
+import io
+
+import pandas as pd
+import pytest
+
+from helpers import repo_params_raw, stage, write_params
+from mqp import paths
+from mqp.reports import read_predictions
+
+
+@pytest.fixture
+def no_project(tmp_path, in_project):
+    """The current folder: params.yaml and no trained adapter."""
+    write_params(tmp_path, repo_params_raw())
+    return in_project(tmp_path)
+
+
+@pytest.mark.slow
+def test_predict_answers_a_pair(trained_project):
+    project, _ = trained_project
+    saved = read_predictions(project / paths.LORA_RESULTS).iloc[0]
+    out = stage("predict", project, saved["question_1"], saved["question_2"]).stdout
+    verdict = "similar (label 1" if saved["predicted"] else "different (label 0"
+    assert out == f"{verdict}, P(similar) = {saved['prob_similar']:.4f})\n"
+
+
+@pytest.mark.slow
+def test_predict_csv_reproduces_evaluates_probabilities(trained_project, tmp_path):
+    """The adapter reloaded by predict scores the test pairs as evaluate did."""
+    project, _ = trained_project
+    saved = read_predictions(project / paths.LORA_RESULTS)
+    pairs = tmp_path / "pairs.csv"
+    saved[["question_1", "question_2"]].to_csv(pairs, index=False)
+    out = stage("predict", project, "--csv", str(pairs), "--out", str(tmp_path / "scored.csv")).stdout
+    assert out == f"predict: {len(saved)} pairs scored, {saved['predicted'].sum()} similar -> {tmp_path / 'scored.csv'}\n"
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert list(scored.columns) == ["question_1", "question_2", "prob_similar", "label"]
+    assert scored["prob_similar"].tolist() == pytest.approx(saved["prob_similar"].round(4).tolist(), abs=1e-4)
+    assert scored["label"].tolist() == saved["predicted"].tolist()
+    # Without --out, the same table on stdout.
+    printed = pd.read_csv(io.StringIO(stage("predict", project, "--csv", str(pairs)).stdout))
+    pd.testing.assert_frame_equal(printed, scored)
+
+
+def error_of(argv, capsys) -> tuple[int, str]:
+    """predict's main in this process (quicker than a new one): exit code and stderr."""
+    from stages import predict
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        predict.main(argv)
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_predict_without_adapter_says_run_dvc_repro(no_project, capsys):
+    assert error_of(["a", "b"], capsys) == (
+        1, f"predict: error: no trained adapter in {paths.ADAPTER_DIR}: run `dvc repro` first\n")
+
+
+def test_predict_csv_without_question_columns(no_project, capsys):
+    (no_project / "pairs.csv").write_text("first,second\na,b\n")
+    assert error_of(["--csv", "pairs.csv"], capsys) == (
+        1, "predict: error: pairs.csv lacks column(s) question_1, question_2; its header must name question_1 and "
+           "question_2\n")
+
+
+def test_predict_needs_two_questions_or_a_csv(no_project, capsys):
+    code, err = error_of(["only one"], capsys)
+    assert code == 2 and err.endswith("error: give two questions, or --csv FILE\n")
