@@ -1,0 +1,171 @@
+"""kfold: pool grouped k-fold experiments into one table per model, over every pair of MQP.
+
+    dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw   # one experiment per test fold
+    dvc queue start                                                # then wait for `dvc queue status`
+    python -m stages.kfold                                         # this table
+
+It reads the finished experiments of the current commit (`dvc exp show --json`), groups them by
+every param but data.fold (so variants such as `-S model.architecture=bi-encoder` get a table of
+their own), and computes, per model, the mean and std across folds and the pooled figures. Pooled
+figures are exact: they come from the counts in each fold's metrics file (tp, fp, fn, tn; the
+discordant pairs of each paired comparison), summed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from mqp.cli import stage
+from mqp.errors import PipelineError
+from mqp.files import write_json
+from mqp.paths import BASE_METRICS, LORA_METRICS, PARAMS_FILE, ZEROSHOT_METRICS
+from mqp.stats import paired_counts, proportion_ci
+
+MODELS = {"base": BASE_METRICS, "zeroshot": ZEROSHOT_METRICS, "lora": LORA_METRICS}
+
+
+def is_variant_param(key: str) -> bool:
+    """Params that make another configuration: all but the fold and the logging settings."""
+    return key != "data.fold" and not key.startswith("logging.")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def finished_runs(exp_show: list[dict]) -> list[dict]:
+    """{name, params, metrics} of each finished experiment (and the workspace) with all three
+    models' metrics; experiments still queued, running or failed are left out."""
+    runs = []
+    entries = [(entry["name"] or entry["rev"], entry) for entry in exp_show]
+    for commit in exp_show:
+        for experiment in commit.get("experiments") or []:
+            state = (experiment.get("executor") or {}).get("state", "success")
+            if state == "success":  # not queued, running or failed
+                entries += [(rev.get("name") or rev["rev"][:7], rev) for rev in experiment["revs"]]
+    for name, entry in entries:
+        data = entry.get("data") or {}
+        params = flatten((data.get("params") or {}).get(str(PARAMS_FILE), {}).get("data") or {})
+        metrics = {model: (data.get("metrics") or {}).get(str(path), {}).get("data") for model, path in MODELS.items()}
+        if entry.get("error") or not params or not all(m and "tp" in m.get("test", {}) for m in metrics.values()):
+            continue
+        if "vs_base" not in metrics["lora"]:
+            continue
+        runs.append({"name": name, "params": params, "metrics": metrics})
+    return runs
+
+
+def configurations(runs: list[dict]) -> dict[tuple, dict[int, dict]]:
+    """kfold runs grouped by every param but the fold: {config: {fold: run}}; the first run seen
+    of a fold wins (the workspace, then the newest experiments)."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for run in runs:
+        if run["params"].get("data.split") != "kfold":
+            continue
+        config = tuple(sorted((k, json.dumps(v)) for k, v in run["params"].items() if is_variant_param(k)))
+        groups.setdefault(config, {}).setdefault(run["params"]["data.fold"], run)
+    return groups
+
+
+def pooled_model(folds: list[dict], model: str) -> dict:
+    tests = [run["metrics"][model]["test"] for run in folds]
+    counts = {key: sum(t[key] for t in tests) for key in ("tp", "fp", "fn", "tn", "n")}
+    correct = counts["tp"] + counts["tn"]
+    accuracy = [t["accuracy"] for t in tests]
+    auc = [t["roc_auc"] for t in tests]
+    low, high = proportion_ci(correct, counts["n"])
+    summary = {
+        "folds": len(tests), "n": counts["n"],
+        "accuracy": round(correct / counts["n"], 6), "accuracy_ci_low": low, "accuracy_ci_high": high,
+        "accuracy_mean": round(float(np.mean(accuracy)), 6), "accuracy_std": round(float(np.std(accuracy, ddof=1)), 6),
+        "accuracy_per_fold": accuracy,
+        "f1": round(2 * counts["tp"] / (2 * counts["tp"] + counts["fp"] + counts["fn"]), 6),
+        "roc_auc_mean": round(float(np.mean(auc)), 6), "roc_auc_std": round(float(np.std(auc, ddof=1)), 6),
+    }
+    for other in ("base", "zeroshot"):
+        key = f"vs_{other}"
+        if key in folds[0]["metrics"][model]:
+            comparisons = [run["metrics"][model][key] for run in folds]
+            summary[key] = paired_counts(sum(c["this_only"] for c in comparisons),
+                                         sum(c["other_only"] for c in comparisons), sum(c["n"] for c in comparisons))
+            summary[key]["wins"] = sum(c["accuracy_diff"] > 0 for c in comparisons)
+    return summary
+
+
+def summarise(exp_show: list[dict]) -> list[dict]:
+    """One summary per complete configuration: its distinguishing params and each model's figures."""
+    groups = configurations(finished_runs(exp_show))
+    if not groups:
+        raise PipelineError("no finished kfold experiments with metrics: run `dvc exp run --queue -S "
+                            "'data.fold=range(0,5)' -C data/raw`, then `dvc queue start`, and wait for them")
+    varying = {k for config in groups for k, _ in config} if len(groups) > 1 else set()
+    varying = {k for k in varying if len({dict(c).get(k) for c in groups}) > 1}
+    summaries = []
+    for config, by_fold in groups.items():
+        params = dict(config)
+        folds = int(json.loads(params["data.folds"]))
+        missing = sorted(set(range(folds)) - set(by_fold))
+        label = ", ".join(f"{k}={json.loads(params[k])}" for k in sorted(varying)) or "params.yaml"
+        if missing:
+            print(f"kfold: {label}: folds {missing} of {folds} have not finished; left out", file=sys.stderr)
+            continue
+        runs = [by_fold[fold] for fold in range(folds)]
+        summaries.append({"configuration": label, "experiments": [run["name"] for run in runs],
+                          **{model: pooled_model(runs, model) for model in MODELS}})
+    if not summaries:
+        raise PipelineError("no configuration has all its folds finished yet: see `dvc queue status`")
+    return summaries
+
+
+def interval(low: float, high: float, signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    return f"[{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def markdown(summary: dict) -> str:
+    lines = [f"{summary['configuration']} ({summary['lora']['folds']} folds, {summary['lora']['n']} test pairs)", "",
+             "| model | pooled accuracy [95% CI] | accuracy mean ± std | pooled F1 | ROC AUC mean ± std "
+             "| LoRA − model [95% CI] | McNemar p | folds LoRA wins |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model in MODELS:
+        s = summary[model]
+        versus = summary["lora"].get(f"vs_{model}")
+        paired = (f"{versus['accuracy_diff']:+.3f} {interval(versus['diff_ci_low'], versus['diff_ci_high'], True)} "
+                  f"| {versus['mcnemar_p']:.2g} | {versus['wins']} of {s['folds']}") if versus else "| |"
+        lines.append(f"| {model} | {s['accuracy']:.4f} {interval(s['accuracy_ci_low'], s['accuracy_ci_high'])} "
+                     f"| {s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f} | {s['f1']:.4f} "
+                     f"| {s['roc_auc_mean']:.4f} ± {s['roc_auc_std']:.4f} | {paired} |")
+    return "\n".join(lines)
+
+
+def exp_show_json() -> list[dict]:
+    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"`dvc exp show --json` failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(result.stdout)
+
+
+@stage("kfold")
+def main(params, argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.kfold", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the summaries to this JSON file")
+    args = parser.parse_args(argv)
+    summaries = summarise(exp_show_json())
+    print("\n\n".join(markdown(summary) for summary in summaries))
+    if args.json:
+        write_json(args.json, {"configurations": summaries})
+
+
+if __name__ == "__main__":
+    main()
