@@ -1,8 +1,7 @@
 """Fixtures only (helpers live in tests/helpers.py): tiny models built offline from configs, and
 scratch projects trained once per session and shared by the tests that only read them.
 
-A test that changes a shared project works on a copy (helpers.copy_project). Under pytest-xdist
-the tests of one shared project carry its xdist_group, so one worker builds it.
+A test that changes a shared project works on a copy (helpers.copy_project).
 """
 
 from __future__ import annotations
@@ -16,20 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from helpers import commit, copy_project, dvc, gpt2_tokenizer, make_project, no_network_prefix, set_params
+from helpers import PROJECT_OF, copy_project, dvc, gpt2_tokenizer, no_network_prefix, repo_params, repro_project, set_params
 
 # Environment variables the stages set in their own process (mqp.cli, mqp.tracking).
 STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
              "HF_HUB_DISABLE_PROGRESS_BARS")
 
 
+# trained_project is the one of params.yaml's architecture.
+DEFAULT_ARCHITECTURE = repo_params().model.architecture
+
+# Under pytest-xdist (--dist loadgroup), the tests of a shared project run on one worker, which
+# builds it once; a test file with its own xdist_group mark keeps it.
+SHARED_GROUPS = {"trained_project": DEFAULT_ARCHITECTURE, **{fixture: arch for arch, fixture in PROJECT_OF.items()}}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """Tests using a shared trained project run on one xdist worker (--dist loadgroup): the
-    project is built once, not once per worker."""
-    groups = {"trained_project": "trained", "biencoder_project": "biencoder"}
     for item in items:
-        for fixture, group in groups.items():
-            if fixture in getattr(item, "fixturenames", ()):
+        if item.get_closest_marker("xdist_group"):
+            continue
+        for fixture, group in SHARED_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):  # its fixtures and theirs
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
 
@@ -67,14 +74,26 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
-    """`dvc repro` from scratch of the default (cross-encoder) pipeline on the tiny BERT, committed
-    as users do before experimenting; and the output of that first run. Read it, never change
-    it: copy it first (helpers.copy_project)."""
-    project = make_project(tmp_path_factory.mktemp("trained") / "project", tiny_bert)
-    result = dvc("repro", cwd=project)
-    commit(project, "first run")
-    return project, result.stdout + result.stderr
+def cross_encoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """`dvc repro` from scratch with model.architecture=cross-encoder on the tiny BERT, committed as
+    users do before experimenting; and the output of that run. Read it, never change it: copy it
+    first (helpers.copy_project)."""
+    return repro_project(tmp_path_factory.mktemp("cross-encoder") / "project", tiny_bert,
+                         {"model.architecture": "cross-encoder"})
+
+
+@pytest.fixture(scope="session")
+def biencoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """The same with model.architecture=bi-encoder."""
+    return repro_project(tmp_path_factory.mktemp("bi-encoder") / "project", tiny_bert,
+                         {"model.architecture": "bi-encoder"})
+
+
+@pytest.fixture(scope="session")
+def trained_project(request) -> tuple[Path, str]:
+    """The one of the two above that params.yaml's model.architecture picks: the pipeline as it
+    runs by default."""
+    return request.getfixturevalue(PROJECT_OF[DEFAULT_ARCHITECTURE])
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +103,6 @@ def untrained_project(tmp_path_factory, trained_project) -> Path:
     project = copy_project(trained_project[0], tmp_path_factory.mktemp("untrained") / "project")
     dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", cwd=project)
     return project
-
-
-@pytest.fixture(scope="session")
-def biencoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
-    """`dvc repro` of the pipeline with model.architecture=bi-encoder on the tiny BERT, committed."""
-    project = make_project(tmp_path_factory.mktemp("biencoder") / "project", tiny_bert,
-                           overrides={"model.architecture": "bi-encoder"})
-    result = dvc("repro", cwd=project)
-    commit(project, "bi-encoder run")
-    return project, result.stdout + result.stderr
 
 
 @dataclass

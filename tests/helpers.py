@@ -35,6 +35,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 UNREACHABLE_URL = "http://127.0.0.1:9/mqp.csv"
 STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate")
 
+# The session's trained projects (fixtures in conftest.py), by model.architecture.
+PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder_project"}
+
 # What a scratch project changes in params.yaml: small and quick, still the pipeline's code paths.
 PROJECT_OVERRIDES = {
     "data.sha256": None,  # its own small CSV
@@ -235,6 +238,15 @@ def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = N
     dvc("config", "plots.html_template", "../plots/offline_template.html", cwd=path)
     commit(path, "init")
     return path
+
+
+def repro_project(path: Path, model_dir: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, str]:
+    """make_project, then `dvc repro` from scratch, committed as users do before experimenting;
+    and the output (stdout and stderr) of that run."""
+    project = make_project(path, model_dir, overrides=overrides)
+    result = dvc("repro", cwd=project)
+    commit(project, "first run")
+    return project, result.stdout + result.stderr
 
 
 def copy_project(source: Path, path: Path) -> Path:

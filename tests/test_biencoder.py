@@ -1,20 +1,17 @@
-"""The bi-encoder (model.architecture: bi-encoder): mqp.biencoder's pooling and similarity head, and
-the whole pipeline with it: trained through `dvc repro`, saved and reloaded, untrained equal to the
-baseline, symmetric in the two questions, and on GPT-2 with last-token pooling."""
+"""The bi-encoder (model.architecture: bi-encoder): mqp.biencoder's pooling and similarity head,
+symmetric scores, and the pipeline on GPT-2 with last-token pooling. (Its `dvc repro`, reload and
+train.epochs=0 runs are test_pipeline.py's and test_lora.py's, for both architectures.)"""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from helpers import (QUESTIONS_1, QUESTIONS_2, STAGES, copy_project, dvc, make_project, project_params,
-                     read_json, tiny_params)
+from helpers import QUESTIONS_1, QUESTIONS_2, make_project, read_json, tiny_params
 from mqp import paths
 from mqp.biencoder import BiEncoder, pool
 from mqp.inference import score_pairs
-from mqp.lora import HEAD_FILE, load_trained, with_lora
+from mqp.lora import HEAD_FILE, with_lora
 from mqp.models import base_model, load_tokenizer
-from mqp.reports import read_predictions
 
 
 def test_mean_pooling_ignores_padding():
@@ -70,46 +67,6 @@ def test_score_pairs_is_symmetric_in_the_two_questions(tiny_bert, pooling):
 
 
 # --- the pipeline with model.architecture=bi-encoder ---------------------------------------------
-
-
-@pytest.mark.slow
-def test_biencoder_trains_through_dvc_repro(biencoder_project):
-    project, output = biencoder_project
-    assert all(f"Running stage '{name}'" in output for name in STAGES)
-    adapter = project / paths.ADAPTER_DIR
-    assert {"adapter_config.json", "adapter_model.safetensors", HEAD_FILE} <= {p.name for p in adapter.iterdir()}
-    assert not list(adapter.glob("*.bin"))
-    assert read_json(adapter / "adapter_config.json")["task_type"] == "FEATURE_EXTRACTION"
-    train = read_json(project / paths.TRAIN_METRICS)
-    assert train["epochs"] == project_params(project).train.epochs and train["best_epoch"] >= 1
-    lora = read_json(project / paths.LORA_METRICS)
-    assert lora["test"]["n"] == len(read_predictions(project / paths.LORA_RESULTS)) > 0
-    assert "Running stage" not in dvc("repro", cwd=project).stdout
-
-
-@pytest.mark.slow
-def test_biencoder_reload_reproduces_saved_predictions(biencoder_project, monkeypatch):
-    project, _ = biencoder_project
-    monkeypatch.chdir(project)
-    params = project_params(project)
-    tokenizer = load_tokenizer(params.model)
-    model = load_trained(params, tokenizer, paths.ADAPTER_DIR)
-    assert isinstance(model, BiEncoder) and (model.scale.item(), model.bias.item()) != (15.0, -9.0)  # trained head
-    saved = read_predictions(paths.LORA_RESULTS)
-    probs = score_pairs(model, tokenizer, saved["question_1"], saved["question_2"], params)
-    assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)
-
-
-@pytest.mark.slow
-def test_untrained_biencoder_is_the_baseline(biencoder_project, tmp_path):
-    """train.epochs=0 saves LoRA at zero and the initial head: lora.json's test is base.json's."""
-    project = copy_project(biencoder_project[0], tmp_path / "project")
-    dvc("exp", "run", "-S", "train.epochs=0", cwd=project)
-    base, lora = read_json(project / paths.BASE_METRICS), read_json(project / paths.LORA_METRICS)
-    assert lora["test"] == base["test"]
-    assert (lora["vs_base"]["this_only"], lora["vs_base"]["other_only"], lora["vs_base"]["accuracy_diff"]) == (0, 0, 0)
-    pd.testing.assert_frame_equal(read_predictions(project / paths.LORA_RESULTS),
-                                  read_predictions(project / paths.BASE_RESULTS))
 
 
 @pytest.mark.slow

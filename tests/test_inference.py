@@ -12,7 +12,7 @@ from mqp.models import base_model, load_encoder, load_tokenizer
 
 @pytest.fixture(scope="module")
 def cross_encoder(tiny_bert):
-    params = tiny_params(tiny_bert)
+    params = tiny_params(tiny_bert, {"model.architecture": "cross-encoder"})
     tokenizer = load_tokenizer(params.model)
     return params, tokenizer, base_model(params, tokenizer).eval()
 

@@ -6,13 +6,15 @@ import torch
 from safetensors import safe_open
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from helpers import QUESTIONS_1, QUESTIONS_2, make_project, read_json, repo_params, set_params, tiny_params
-from mqp.biencoder import BiEncoder
+from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_project, project_params, read_json, repo_params,
+                     set_params, tiny_params)
+from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
 from mqp.lora import HEAD_FILE, add_lora, load_trained, lora_config, save_trained, with_lora
 from mqp.models import base_model, load_classifier, load_tokenizer
-from mqp.paths import ADAPTER_DIR, TRAIN_METRICS
+from mqp.paths import ADAPTER_DIR, LORA_RESULTS, TRAIN_METRICS
+from mqp.reports import read_predictions
 
 REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
 
@@ -59,7 +61,7 @@ def test_finetune_unknown_target_module_is_one_line(tmp_path, tiny_bert, in_proj
     """Through the stage: the one line, and no adapter or train.json written."""
     from stages import finetune, prepare
 
-    project = in_project(make_project(tmp_path / "project", tiny_bert))
+    project = in_project(make_project(tmp_path / "project", tiny_bert, overrides={"model.architecture": "cross-encoder"}))
     prepare.main()
     set_params(project, {"lora.target_modules": ["nope"]})
     capsys.readouterr()
@@ -120,9 +122,27 @@ def test_load_trained_without_adapter_says_run_dvc_repro(tmp_path, tiny_bert):
 
 
 def test_adapter_of_the_other_architecture_is_refused(tmp_path, tiny_bert):
-    cross = tiny_params(tiny_bert)
+    cross = tiny_params(tiny_bert, {"model.architecture": "cross-encoder"})
     tokenizer = load_tokenizer(cross.model)
     save_trained(with_lora(base_model(cross, tokenizer), cross), tmp_path)
     bi = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
     with pytest.raises(PipelineError, match=r"is not a bi-encoder's \(task type SEQ_CLS\); run `dvc repro`"):
         load_trained(bi, tokenizer, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", [pytest.param(fixture, marks=pytest.mark.xdist_group(architecture), id=architecture)
+                                     for architecture, fixture in PROJECT_OF.items()])
+def test_reloaded_adapter_reproduces_evaluates_predictions(request, fixture, monkeypatch):
+    """The adapter a `dvc repro` saved, reloaded in a fresh model, gives the probabilities that
+    evaluate wrote."""
+    project, _ = request.getfixturevalue(fixture)
+    monkeypatch.chdir(project)
+    params = project_params(project)
+    tokenizer = load_tokenizer(params.model)
+    model = load_trained(params, tokenizer, ADAPTER_DIR)
+    if params.model.architecture == "bi-encoder":  # the trained head, not the initial one
+        assert (model.scale.item(), model.bias.item()) != (INITIAL_SCALE, INITIAL_BIAS)
+    saved = read_predictions(LORA_RESULTS)
+    probs = score_pairs(model, tokenizer, saved["question_1"], saved["question_2"], params)
+    assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)

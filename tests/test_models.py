@@ -66,7 +66,7 @@ def test_model_dropout_param_sets_every_dropout_layer(tiny_bert):
 
 
 def test_base_model_follows_the_architecture(tiny_bert):
-    cross = tiny_params(tiny_bert)
+    cross = tiny_params(tiny_bert, {"model.architecture": "cross-encoder"})
     tokenizer = load_tokenizer(cross.model)
     classifier = base_model(cross, tokenizer)
     expected = load_classifier(cross.model, tokenizer, cross.train.seed)  # train.seed seeds the head

@@ -20,11 +20,8 @@ def error_of(raw) -> str:
 def test_repo_params_are_valid():
     params = load_params(REPO / PARAMS_FILE)
     assert params == repo_params()
-    assert params.lora.r == 8 and params.lora.alpha == 32 and params.lora.dropout == 0.0
-    assert params.model.dropout == 0.0 and params.train.swap_questions and params.eval.average_orders
-    assert (params.data.split, params.data.folds, params.data.fold) == ("kfold", 5, 0)
-    assert (params.model.architecture, params.model.pooling) == ("cross-encoder", "mean")
-    assert params.model.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert params.model.name == "sentence-transformers/all-MiniLM-L6-v2"  # the offline default (test_models.py)
+    assert params.data.split == "kfold" and params.data.fold < params.data.folds
 
 
 def test_repo_params_overrides_take_dotted_keys():

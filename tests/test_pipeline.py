@@ -1,28 +1,42 @@
-"""The DVC workflows users run, for real, in scratch git repos with the tiny BERT: `dvc repro` (then
-nothing to do), `dvc exp run -S lora.r=4` (only finetune and evaluate rerun), `dvc exp show`, and
-the untrained run (train.epochs=0) that is the base model, compared with `dvc metrics diff`."""
+"""The DVC workflows users run, for real, in scratch git repos with the tiny BERT: `dvc repro` of
+either architecture (then nothing to do), `dvc exp run -S lora.r=4` (only finetune and evaluate
+rerun), `dvc exp show`, and the untrained run (train.epochs=0) that is the base model, compared
+with `dvc metrics diff`."""
 
 import csv
 import io
 import json
 
+import pandas as pd
 import pytest
 
-from helpers import STAGES, copy_project, dvc, project_params, read_json, run
+from helpers import PROJECT_OF, STAGES, copy_project, dvc, project_params, read_json, run, set_params
 from mqp import paths
+from mqp.lora import HEAD_FILE
+from mqp.reports import read_predictions
 from mqp.splits import load_splits
 
 pytestmark = pytest.mark.slow
 
 
-def test_repro_runs_all_stages_then_nothing(trained_project):
-    project, first = trained_project
+@pytest.mark.parametrize("fixture", [pytest.param(fixture, marks=pytest.mark.xdist_group(architecture), id=architecture)
+                                     for architecture, fixture in PROJECT_OF.items()])
+def test_repro_runs_all_stages_then_nothing(request, fixture):
+    project, first = request.getfixturevalue(fixture)
     for name in STAGES:
         assert f"Running stage '{name}'" in first
     params = project_params(project)
-    config = read_json(project / paths.ADAPTER_DIR / "adapter_config.json")
+    adapter = project / paths.ADAPTER_DIR
+    config = read_json(adapter / "adapter_config.json")
     assert (config["r"], config["lora_alpha"]) == (params.lora.r, params.lora.alpha)
-    assert "classifier" in config["modules_to_save"]
+    assert not list(adapter.glob("*.bin"))  # safetensors only
+    if params.model.architecture == "cross-encoder":
+        assert config["task_type"] == "SEQ_CLS" and "classifier" in config["modules_to_save"]
+    else:  # the encoder's adapter, and the similarity head beside it
+        assert config["task_type"] == "FEATURE_EXTRACTION" and (adapter / HEAD_FILE).exists()
+    train = read_json(project / paths.TRAIN_METRICS)
+    assert train["epochs"] == params.train.epochs and 1 <= train["best_epoch"] <= params.train.epochs
+    assert train["trainable_params"] > 0 and 0 < train["trainable_percent"] < 100
     again = dvc("repro", cwd=project).stdout
     assert "Running stage" not in again and "up to date" in again
     assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
@@ -60,19 +74,30 @@ def test_exp_run_rank_reruns_only_finetune_and_evaluate(trained_project, tmp_pat
     assert float(by_name["rank4"][f"{paths.BASE_METRICS}:test.accuracy"]) == read_json(project / paths.BASE_METRICS)["test"]["accuracy"]
 
 
-def test_untrained_adapter_is_the_base_model(untrained_project):
-    """train.epochs=0: LoRA starts at zero and the head is seeded like baseline's, so lora.json's
-    test metrics are exactly base.json's (the README's `dvc metrics diff` idiom rests on it)."""
-    base = read_json(untrained_project / paths.BASE_METRICS)
-    untrained = read_json(untrained_project / paths.LORA_METRICS)
-    assert read_json(untrained_project / paths.TRAIN_METRICS)["epochs"] == 0
+@pytest.mark.parametrize("fixture", [pytest.param(fixture, marks=pytest.mark.xdist_group(architecture), id=architecture)
+                                     for architecture, fixture in PROJECT_OF.items()])
+def test_untrained_adapter_is_the_base_model(request, fixture, tmp_path, in_project):
+    """train.epochs=0 saves LoRA at zero with the initial head (the cross-encoder's seeded like
+    baseline's): lora.json's metrics are exactly base.json's, the README's `dvc metrics diff` idiom.
+    finetune and evaluate run in this process (quicker than new ones)."""
+    from stages import evaluate, finetune
+
+    project = in_project(copy_project(request.getfixturevalue(fixture)[0], tmp_path / "project"))
+    set_params(project, {"train.epochs": 0})
+    finetune.main()
+    evaluate.main()
+    assert read_json(project / paths.TRAIN_METRICS)["epochs"] == 0
+    base, untrained = read_json(project / paths.BASE_METRICS), read_json(project / paths.LORA_METRICS)
     assert untrained["test"] == base["test"] and untrained["validation"] == base["validation"]
     assert (untrained["vs_base"]["this_only"], untrained["vs_base"]["other_only"]) == (0, 0)
+    pd.testing.assert_frame_equal(read_predictions(project / paths.LORA_RESULTS),
+                                  read_predictions(project / paths.BASE_RESULTS))
 
 
 def test_metrics_diff_base_model_against_lora(untrained_project, trained_project):
-    """The untrained run (the base-model experiment) against the trained one (HEAD)."""
+    """`dvc exp run -n base-model -S train.epochs=0` against the trained run (HEAD)."""
     base = read_json(untrained_project / paths.BASE_METRICS)
+    assert read_json(untrained_project / paths.LORA_METRICS)["test"] == base["test"]
     trained = read_json(trained_project[0] / paths.LORA_METRICS)
     target = str(paths.LORA_METRICS)
     diff = json.loads(dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", "--json",

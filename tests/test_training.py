@@ -80,7 +80,7 @@ def test_biencoder_head_trains_at_its_own_learning_rate(tiny_bert, tokenizer):
     assert head_group["params"] == [model.scale, model.bias] and head_group["weight_decay"] == 0.0
     assert all("lora_" in name for name, p in model.encoder.named_parameters()
                if any(p is q for q in lora_group["params"]))
-    cross = tiny_params(tiny_bert)
+    cross = tiny_params(tiny_bert, {"model.architecture": "cross-encoder"})
     assert optimizer_for(with_lora(base_model(cross, tokenizer), cross), cross) is None  # the Trainer's default
 
 
