@@ -10,24 +10,19 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import PROJECT_OF, copy_project, dvc, gpt2_tokenizer, no_network_prefix, repo_params, repro_project, set_params
+from helpers import (PROJECT_OF, STAGE_ENV, WandbRun, copy_project, dvc, gpt2_tokenizer, in_process_project,
+                     no_network_prefix, repo_params, repro_project, set_params)
 
-# Environment variables the stages set in their own process (mqp.cli, mqp.tracking).
-STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
-             "HF_HUB_DISABLE_PROGRESS_BARS")
-
-
-# trained_project is the one of params.yaml's architecture.
 DEFAULT_ARCHITECTURE = repo_params().model.architecture
 
 # Under pytest-xdist (--dist loadgroup), the tests of a shared project run on one worker, which
 # builds it once; a test file with its own xdist_group mark keeps it.
-SHARED_GROUPS = {"trained_project": DEFAULT_ARCHITECTURE, **{fixture: arch for arch, fixture in PROJECT_OF.items()}}
+SHARED_GROUPS = {"trained_project": "trained", **{fixture: "trained" if arch == DEFAULT_ARCHITECTURE else arch
+                                                 for arch, fixture in PROJECT_OF.items()}}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -74,26 +69,32 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cross_encoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
-    """`dvc repro` from scratch with model.architecture=cross-encoder on the tiny BERT, committed as
-    users do before experimenting; and the output of that run. Read it, never change it: copy it
-    first (helpers.copy_project)."""
-    return repro_project(tmp_path_factory.mktemp("cross-encoder") / "project", tiny_bert,
-                         {"model.architecture": "cross-encoder"})
+def trained_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """The pipeline as params.yaml has it (its model.architecture) on the tiny BERT: `dvc repro`
+    from scratch, committed as users do before experimenting; and the output of that run. Read it,
+    never change it: copy it first (helpers.copy_project)."""
+    return repro_project(tmp_path_factory.mktemp("trained") / "project", tiny_bert,
+                         {"model.architecture": DEFAULT_ARCHITECTURE})
 
 
 @pytest.fixture(scope="session")
-def biencoder_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+def cross_encoder_project(request, tmp_path_factory, tiny_bert) -> tuple[Path, str]:
+    """A trained project with model.architecture=cross-encoder, and its stages' output:
+    trained_project where params.yaml has this architecture, else every stage run in this process
+    (quicker than the `dvc repro` that trained_project goes through)."""
+    if DEFAULT_ARCHITECTURE == "cross-encoder":
+        return request.getfixturevalue("trained_project")
+    return in_process_project(tmp_path_factory.mktemp("cross-encoder") / "project", tiny_bert,
+                              {"model.architecture": "cross-encoder"})
+
+
+@pytest.fixture(scope="session")
+def biencoder_project(request, tmp_path_factory, tiny_bert) -> tuple[Path, str]:
     """The same with model.architecture=bi-encoder."""
-    return repro_project(tmp_path_factory.mktemp("bi-encoder") / "project", tiny_bert,
-                         {"model.architecture": "bi-encoder"})
-
-
-@pytest.fixture(scope="session")
-def trained_project(request) -> tuple[Path, str]:
-    """The one of the two above that params.yaml's model.architecture picks: the pipeline as it
-    runs by default."""
-    return request.getfixturevalue(PROJECT_OF[DEFAULT_ARCHITECTURE])
+    if DEFAULT_ARCHITECTURE == "bi-encoder":
+        return request.getfixturevalue("trained_project")
+    return in_process_project(tmp_path_factory.mktemp("bi-encoder") / "project", tiny_bert,
+                              {"model.architecture": "bi-encoder"})
 
 
 @pytest.fixture(scope="session")
@@ -103,15 +104,6 @@ def untrained_project(tmp_path_factory, trained_project) -> Path:
     project = copy_project(trained_project[0], tmp_path_factory.mktemp("untrained") / "project")
     dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", cwd=project)
     return project
-
-
-@dataclass
-class WandbRun:
-    project: Path
-    output: str  # stdout and stderr of `dvc repro`
-    home: Path  # $HOME during the run
-    secret: str  # WANDB_API_KEY during the run
-    isolated: bool  # run without a network (unshare -n)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ path); tests/conftest.py holds the fixtures only."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -12,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,15 @@ def one_error_line(result: subprocess.CompletedProcess, name: str) -> str:
     return lines[0]
 
 
+@dataclass
+class WandbRun:
+    project: Path
+    output: str  # stdout and stderr of `dvc repro`
+    home: Path  # $HOME during the run
+    secret: str  # WANDB_API_KEY during the run
+    isolated: bool  # run without a network (unshare -n)
+
+
 def no_network_prefix() -> list[str]:
     """`unshare -n` runs a command with no network interface but loopback (root only); [] where
     that is not possible here."""
@@ -247,6 +258,31 @@ def repro_project(path: Path, model_dir: Path, overrides: dict[str, Any] | None 
     result = dvc("repro", cwd=project)
     commit(project, "first run")
     return project, result.stdout + result.stderr
+
+
+# Environment variables the stages set in their own process (mqp.cli, mqp.tracking).
+STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
+             "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, str]:
+    """make_project, then every stage's main() in this process (no new Python per stage), with the
+    working directory and the environment variables the stages set put back afterwards; and the
+    stages' stdout."""
+    import pytest
+    from stages import baseline, evaluate, finetune, prepare, zeroshot
+
+    project = make_project(path, model_dir, overrides=overrides)
+    output = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(output):
+        for key in STAGE_ENV:
+            patch.setenv(key, os.environ.get(key, ""))  # recorded, so restored (or removed) afterwards
+            if key not in os.environ:
+                patch.delenv(key)
+        patch.chdir(project)
+        for stage in (prepare, baseline, zeroshot, finetune, evaluate):
+            stage.main()
+    return project, output.getvalue()
 
 
 def copy_project(source: Path, path: Path) -> Path:

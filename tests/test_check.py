@@ -19,7 +19,7 @@ def check(cwd, **env):
 
 @pytest.fixture
 def workdir(tmp_path):
-    """A folder with params.yaml and a hand-written metrics/lora.json."""
+    """A folder with params.yaml, where the tests write LORA_METRICS by hand."""
     write_params(tmp_path, repo_params_raw())
     return tmp_path
 

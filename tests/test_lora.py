@@ -115,6 +115,22 @@ def test_saved_adapter_reloads_to_the_same_scores(request, tmp_path, model_dir, 
             assert set(f.keys()) == {"scale", "bias"}
 
 
+@pytest.mark.parametrize("architecture", ["cross-encoder", "bi-encoder"])
+def test_lora_init_is_seeded_by_train_seed(tiny_bert, architecture):
+    """The same params give the same untrained adapter in any process: finetune's results depend
+    on train.seed, not on the state of torch's global generator (seeded from the OS at start)."""
+    params = tiny_params(tiny_bert, {"model.architecture": architecture})
+    tokenizer = load_tokenizer(params.model)
+    states = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # as if a fresh process
+        model = with_lora(base_model(params, tokenizer), params)
+        states.append({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad})
+    assert states[0].keys() == states[1].keys() and any("lora_A" in name for name in states[0])
+    different = [name for name in states[0] if not torch.equal(states[0][name], states[1][name])]
+    assert not different, f"{len(different)} LoRA/head tensors depend on the global RNG, e.g. {different[0]}"
+
+
 def test_load_trained_without_adapter_says_run_dvc_repro(tmp_path, tiny_bert):
     params = tiny_params(tiny_bert)
     with pytest.raises(PipelineError, match=f"^no trained adapter in {tmp_path}: run `dvc repro` first$"):
@@ -141,8 +157,12 @@ def test_reloaded_adapter_reproduces_evaluates_predictions(request, fixture, mon
     params = project_params(project)
     tokenizer = load_tokenizer(params.model)
     model = load_trained(params, tokenizer, ADAPTER_DIR)
+    config = read_json(ADAPTER_DIR / "adapter_config.json")
     if params.model.architecture == "bi-encoder":  # the trained head, not the initial one
+        assert config["task_type"] == "FEATURE_EXTRACTION" and (ADAPTER_DIR / HEAD_FILE).exists()
         assert (model.scale.item(), model.bias.item()) != (INITIAL_SCALE, INITIAL_BIAS)
+    else:  # the classifier head saved with the adapter
+        assert config["task_type"] == "SEQ_CLS" and "classifier" in config["modules_to_save"]
     saved = read_predictions(LORA_RESULTS)
     probs = score_pairs(model, tokenizer, saved["question_1"], saved["question_2"], params)
     assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)

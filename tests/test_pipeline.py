@@ -1,7 +1,7 @@
-"""The DVC workflows users run, for real, in scratch git repos with the tiny BERT: `dvc repro` of
-either architecture (then nothing to do), `dvc exp run -S lora.r=4` (only finetune and evaluate
-rerun), `dvc exp show`, and the untrained run (train.epochs=0) that is the base model, compared
-with `dvc metrics diff`."""
+"""The DVC workflows users run, for real, in scratch git repos with the tiny BERT: `dvc repro` (then
+nothing to do), `dvc exp run -S lora.r=4` (only finetune and evaluate rerun), `dvc exp show`, and
+the untrained run (train.epochs=0) that is the base model, for either architecture, compared with
+`dvc metrics diff`."""
 
 import csv
 import io
@@ -19,10 +19,8 @@ from mqp.splits import load_splits
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("fixture", [pytest.param(fixture, marks=pytest.mark.xdist_group(architecture), id=architecture)
-                                     for architecture, fixture in PROJECT_OF.items()])
-def test_repro_runs_all_stages_then_nothing(request, fixture):
-    project, first = request.getfixturevalue(fixture)
+def test_repro_runs_all_stages_then_nothing(trained_project):
+    project, first = trained_project
     for name in STAGES:
         assert f"Running stage '{name}'" in first
     params = project_params(project)

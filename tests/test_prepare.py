@@ -1,5 +1,5 @@
 """The prepare stage (`python -m stages.prepare`) end to end in a scratch project: the summary line
-and metrics/data.json; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
+and DATA_METRICS; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
 error line, with the last good outputs left as they were; bad rows dropped and counted."""
 
 from __future__ import annotations
