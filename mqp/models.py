@@ -101,6 +101,8 @@ def load_encoder(model: ModelParams):
 def base_model(params: Params, tokenizer):
     """The untrained model of model.architecture: the classifier with its seeded fresh head, or
     the bi-encoder with its initial similarity head."""
+    # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
+    transformers.set_seed(params.train.seed)
     if params.model.architecture == "bi-encoder":
         return BiEncoder(load_encoder(params.model), params.model.pooling)
     return load_classifier(params.model, tokenizer, params.train.seed)
