@@ -4,7 +4,8 @@
     dvc queue start                                                # then wait for `dvc queue status`
     python -m stages.kfold                                         # this table
 
-It reads the finished experiments of the current commit (`dvc exp show --json`), groups them by
+It reads the finished experiments of the current commit (`dvc exp show --json`; with
+--all-commits, of every commit), groups them by
 every param but data.fold (so variants such as `-S model.architecture=bi-encoder` get a table of
 their own), and computes, per model, the mean and std across folds and the pooled figures. Pooled
 figures are exact: they come from the counts in each fold's metrics file (tp, fp, fn, tn; the
@@ -62,15 +63,15 @@ def finished_runs(exp_show: list[dict]) -> list[dict]:
             continue
         if "vs_base" not in metrics["lora"]:
             continue
-        runs.append({"name": name, "params": params, "metrics": metrics})
+        runs.append({"name": name, "params": params, "metrics": metrics, "timestamp": data.get("timestamp") or ""})
     return runs
 
 
 def configurations(runs: list[dict]) -> dict[tuple, dict[int, dict]]:
-    """kfold runs grouped by every param but the fold: {config: {fold: run}}; the first run seen
-    of a fold wins (the workspace, then the newest experiments)."""
+    """kfold runs grouped by every param but the fold: {config: {fold: run}}; where a fold ran
+    more than once, the newest run counts."""
     groups: dict[tuple, dict[int, dict]] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda run: run["timestamp"], reverse=True):
         if run["params"].get("data.split") != "kfold":
             continue
         config = tuple(sorted((k, json.dumps(v)) for k, v in run["params"].items() if is_variant_param(k)))
@@ -149,8 +150,9 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def exp_show_json() -> list[dict]:
-    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+def exp_show_json(all_commits: bool) -> list[dict]:
+    result = subprocess.run(["dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"`dvc exp show --json` failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(result.stdout)
@@ -160,8 +162,9 @@ def exp_show_json() -> list[dict]:
 def main(params, argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.kfold", description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the summaries to this JSON file")
+    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
     args = parser.parse_args(argv)
-    summaries = summarise(exp_show_json())
+    summaries = summarise(exp_show_json(args.all_commits))
     print("\n\n".join(markdown(summary) for summary in summaries))
     if args.json:
         write_json(args.json, {"configurations": summaries})

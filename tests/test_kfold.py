@@ -13,7 +13,7 @@ from mqp import paths
 from stages.kfold import summarise
 
 
-def fake_run(fold: int, correct: dict[str, int], n: int = 10, **params) -> dict:
+def fake_run(fold: int, correct: dict[str, int], n: int = 10, timestamp: str = "2026-11-28T10:00:00", **params) -> dict:
     """One experiment as `dvc exp show --json` lists it, with made-up but consistent counts."""
     def model(right: int, versus: dict | None = None) -> dict:
         tp = right // 2
@@ -33,7 +33,7 @@ def fake_run(fold: int, correct: dict[str, int], n: int = 10, **params) -> dict:
     model_params = {"architecture": params.get("architecture", "cross-encoder")}
     return {"rev": f"rev{fold}{model_params['architecture']}", "name": f"fold-{fold}",
             "data": {"params": {str(paths.PARAMS_FILE): {"data": {"data": data, "model": model_params}}},
-                     "metrics": metrics}}
+                     "metrics": metrics, "timestamp": timestamp}}
 
 
 def exp_show(*runs) -> list[dict]:
@@ -63,6 +63,13 @@ def test_variants_get_a_table_each_and_incomplete_ones_are_left_out(capsys):
     summaries = summarise(exp_show(*runs))
     assert [s["configuration"] for s in summaries] == ["model.architecture=cross-encoder"]
     assert "model.architecture=bi-encoder: folds [1] of 2 have not finished" in capsys.readouterr().err
+
+
+def test_a_fold_run_twice_counts_once_the_newest_run():
+    old = fake_run(0, {"base": 5, "zeroshot": 7, "lora": 6}, timestamp="2026-11-28T09:00:00")
+    new = fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}, timestamp="2026-11-28T11:00:00")
+    summary, = summarise(exp_show(old, new, fake_run(1, {"base": 5, "zeroshot": 7, "lora": 9})))
+    assert summary["lora"]["n"] == 20 and summary["lora"]["accuracy_per_fold"] == [0.9, 0.9]
 
 
 def test_no_finished_experiments_is_one_clear_error():
