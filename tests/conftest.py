@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (PROJECT_OF, STAGE_ENV, WandbRun, copy_project, dvc, gpt2_tokenizer, in_process_project,
-                     no_network_prefix, repo_params, repro_project, set_params)
-
-DEFAULT_ARCHITECTURE = repo_params().model.architecture
+from helpers import (DEFAULT_ARCHITECTURE, PROJECT_OF, STAGE_ENV, WandbRun, copy_project, dvc, gpt2_tokenizer,
+                     in_process_project, no_network_prefix, repro_project, set_params)
 
 # Under pytest-xdist (--dist loadgroup), the tests of a shared project run on one worker, which
 # builds it once; a test file with its own xdist_group mark keeps it.
@@ -95,6 +93,17 @@ def biencoder_project(request, tmp_path_factory, tiny_bert) -> tuple[Path, str]:
         return request.getfixturevalue("trained_project")
     return in_process_project(tmp_path_factory.mktemp("bi-encoder") / "project", tiny_bert,
                               {"model.architecture": "bi-encoder"})
+
+
+@pytest.fixture(scope="session")
+def gpt2_biencoder_project(tmp_path_factory, tiny_gpt2) -> tuple[Path, str, list]:
+    """Every stage run in this process on the tiny GPT-2 as a bi-encoder with model.pooling=last
+    (1 epoch), behind helpers.guard_network: the project, the stages' output, and the network
+    calls they tried."""
+    attempts: list = []
+    project, output = in_process_project(tmp_path_factory.mktemp("gpt2-bi-encoder") / "project", tiny_gpt2, {
+        "model.architecture": "bi-encoder", "model.pooling": "last", "train.epochs": 1}, network_attempts=attempts)
+    return project, output, attempts
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,11 @@ import contextlib
 import copy
 import csv
 import io
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate")
 
 # The session's trained projects (fixtures in conftest.py), by model.architecture.
 PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder_project"}
+
+# params.yaml's own architecture: trained_project's.
+DEFAULT_ARCHITECTURE = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text(encoding="utf-8"))["model"]["architecture"]
 
 # What a scratch project changes in params.yaml: small and quick, still the pipeline's code paths.
 PROJECT_OVERRIDES = {
@@ -221,18 +226,12 @@ def project_params(project: Path) -> Params:
     return parse_params(yaml.safe_load((project / paths.PARAMS_FILE).read_text()))
 
 
-def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = None,
+def make_workdir(path: Path, model_dir: Path | None = None, csv: Path | None = None,
                  overrides: dict[str, Any] | None = None, n_questions: int = 48) -> Path:
-    """A scratch git+DVC repo holding this pipeline (dvc.yaml, stages/, mqp/, plots/), a small CSV
-    at RAW_CSV and params.yaml with PROJECT_OVERRIDES, the model and overrides."""
+    """What the stages read from their working directory: params.yaml (this repo's with
+    PROJECT_OVERRIDES, the model and overrides) and a small CSV at RAW_CSV. Enough to run the
+    stages' main() in this process, or `python -m stages.X` with PYTHONPATH=REPO."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "stages", "mqp", "plots"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, path / name)
-    shutil.copy(REPO / ".gitignore", path / ".gitignore")
     model = {} if model_dir is None else {"model.name": str(model_dir)}
     write_params(path, repo_params_raw({**PROJECT_OVERRIDES, **model, **(overrides or {})}))
     if csv is None:
@@ -240,6 +239,21 @@ def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = N
     else:
         (path / paths.RAW_CSV).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(csv, path / paths.RAW_CSV)
+    return path
+
+
+def make_project(path: Path, model_dir: Path | None = None, csv: Path | None = None,
+                 overrides: dict[str, Any] | None = None, n_questions: int = 48) -> Path:
+    """A scratch git+DVC repo holding this pipeline (dvc.yaml, stages/, mqp/, plots/) and what
+    make_workdir writes, committed."""
+    make_workdir(path, model_dir, csv, overrides, n_questions)
+    for name in ("dvc.yaml", "stages", "mqp", "plots"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, path / name)
+    shutil.copy(REPO / ".gitignore", path / ".gitignore")
     run(["git", "init", "-q"], cwd=path)
     run(["git", "config", "user.email", "test@example.com"], cwd=path)
     run(["git", "config", "user.name", "test"], cwd=path)
@@ -265,14 +279,15 @@ STAGE_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_SILENT", "TOKENIZERS_PARALLEL
              "HF_HUB_DISABLE_PROGRESS_BARS")
 
 
-def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, str]:
-    """make_project, then every stage's main() in this process (no new Python per stage), with the
+def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | None = None,
+                       network_attempts: list | None = None) -> tuple[Path, str]:
+    """make_workdir, then every stage's main() in this process (no new Python per stage), with the
     working directory and the environment variables the stages set put back afterwards; and the
-    stages' stdout."""
+    stages' stdout. With a network_attempts list, behind guard_network, which fills it."""
     import pytest
     from stages import baseline, evaluate, finetune, prepare, zeroshot
 
-    project = make_project(path, model_dir, overrides=overrides)
+    project = make_workdir(path, model_dir, overrides=overrides)
     output = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(output):
         for key in STAGE_ENV:
@@ -280,9 +295,57 @@ def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | 
             if key not in os.environ:
                 patch.delenv(key)
         patch.chdir(project)
+        if network_attempts is not None:
+            guard_network(patch, network_attempts)
         for stage in (prepare, baseline, zeroshot, finetune, evaluate):
             stage.main()
     return project, output.getvalue()
+
+
+def _loopback(host) -> bool:
+    if host in (None, "", "localhost", b"localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host, "ascii") if isinstance(host, bytes) else host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def guard_network(patch, attempts: list | None = None) -> list:
+    """Make any connection or name lookup beyond loopback fail, and record it in `attempts` (a new
+    list unless given), which is returned. patch: a pytest MonkeyPatch, which undoes it all."""
+    attempts = [] if attempts is None else attempts
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo, real_create_connection = socket.getaddrinfo, socket.create_connection
+
+    def check(address):
+        if isinstance(address, tuple) and not _loopback(address[0]):  # AF_UNIX paths are local
+            attempts.append(address)
+            raise OSError(f"tests: network call to {address} blocked")
+
+    def connect(self, address):
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        check(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host):
+            attempts.append(host)
+            raise socket.gaierror(f"tests: lookup of {host} blocked")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def create_connection(address, *args, **kwargs):
+        check(address)
+        return real_create_connection(address, *args, **kwargs)
+
+    patch.setattr(socket.socket, "connect", connect)
+    patch.setattr(socket.socket, "connect_ex", connect_ex)
+    patch.setattr(socket, "getaddrinfo", getaddrinfo)
+    patch.setattr(socket, "create_connection", create_connection)
+    return attempts
 
 
 def copy_project(source: Path, path: Path) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import QUESTIONS_1, QUESTIONS_2, make_project, read_json, tiny_params
+from helpers import QUESTIONS_1, QUESTIONS_2, STAGES, read_json, tiny_params
 from mqp import paths
 from mqp.biencoder import BiEncoder, pool
 from mqp.inference import score_pairs
@@ -70,17 +70,13 @@ def test_score_pairs_is_symmetric_in_the_two_questions(tiny_bert, pooling):
 
 
 @pytest.mark.slow
-def test_gpt2_biencoder_with_last_token_pooling_runs(tmp_path, tiny_gpt2, in_project):
-    """Every stage, in process, on the tiny GPT-2 as a bi-encoder with model.pooling=last."""
-    from stages import baseline, evaluate, finetune, prepare, zeroshot
-
-    project = in_project(make_project(tmp_path / "project", tiny_gpt2, overrides={
-        "model.architecture": "bi-encoder", "model.pooling": "last", "train.epochs": 1}))
-    for stage in (prepare, baseline, zeroshot, finetune, evaluate):
-        stage.main()
+def test_gpt2_biencoder_with_last_token_pooling_runs(gpt2_biencoder_project):
+    """Every stage on the tiny GPT-2 as a bi-encoder with model.pooling=last."""
+    project, output, _ = gpt2_biencoder_project
+    assert all(any(line.startswith(f"{name}: ") for line in output.splitlines()) for name in STAGES)
     adapter = project / paths.ADAPTER_DIR
     config = read_json(adapter / "adapter_config.json")
     assert set(config["target_modules"]) == {"c_attn", "c_proj"} and config["fan_in_fan_out"] is True
-    assert (adapter / HEAD_FILE).exists()
+    assert config["task_type"] == "FEATURE_EXTRACTION" and (adapter / HEAD_FILE).exists()
     lora = read_json(project / paths.LORA_METRICS)
     assert lora["test"]["n"] > 0 and 0 <= lora["test"]["accuracy"] <= 1 and "vs_zeroshot" in lora

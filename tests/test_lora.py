@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_project, project_params, read_json, repo_params,
+from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project_params, read_json, repo_params,
                      set_params, tiny_params)
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
@@ -61,7 +61,7 @@ def test_finetune_unknown_target_module_is_one_line(tmp_path, tiny_bert, in_proj
     """Through the stage: the one line, and no adapter or train.json written."""
     from stages import finetune, prepare
 
-    project = in_project(make_project(tmp_path / "project", tiny_bert, overrides={"model.architecture": "cross-encoder"}))
+    project = in_project(make_workdir(tmp_path / "project", tiny_bert, overrides={"model.architecture": "cross-encoder"}))
     prepare.main()
     set_params(project, {"lora.target_modules": ["nope"]})
     capsys.readouterr()

@@ -1,4 +1,4 @@
-"""The prepare stage (`python -m stages.prepare`) end to end in a scratch project: the summary line
+"""The prepare stage (`python -m stages.prepare`) end to end in a scratch folder: the summary line
 and DATA_METRICS; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
 error line, with the last good outputs left as they were; bad rows dropped and counted."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import UNREACHABLE_URL, csv_bytes, good_rows, make_project, one_error_line, read_json, set_params, stage
+from helpers import REPO, UNREACHABLE_URL, csv_bytes, good_rows, make_workdir, one_error_line, read_json, set_params, stage
 from mqp.data import COLUMNS
 from mqp.paths import DATA_METRICS, PARAMS_FILE, PREPARED_DIR, RAW_CSV, SPLITS, TMP_DIR, split_csv
 
@@ -18,14 +18,16 @@ from mqp.paths import DATA_METRICS, PARAMS_FILE, PREPARED_DIR, RAW_CSV, SPLITS, 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A scratch project whose prepare already succeeded once (to check failures keep its outputs)."""
-    project = make_project(tmp_path_factory.mktemp("prepare") / "project")
-    stage("prepare", project)
+    project = make_workdir(tmp_path_factory.mktemp("prepare") / "project")
+    stage("prepare", project, env={"PYTHONPATH": str(REPO)})
     return project
 
 
 @pytest.fixture
-def scratch(project):
-    """Give each test the good CSV and params back afterwards."""
+def scratch(project, in_project):
+    """The project as the working directory (for prepare in this process); each test gets the good
+    CSV and params back afterwards."""
+    in_project(project)
     params = (project / PARAMS_FILE).read_text()
     raw = project / RAW_CSV
     good = raw.read_bytes()
@@ -40,14 +42,42 @@ def snapshot(project: Path) -> dict[str, bytes]:
     return {str(path.relative_to(project)): path.read_bytes() for path in files}
 
 
-def prepare(project: Path):
-    return stage("prepare", project, check=False)
+def prepare(project: Path, capsys) -> tuple[int, str, str]:
+    """prepare's main in this process (the project is the working directory): exit code, stdout,
+    stderr. Quicker than a new Python; test_prepare_in_its_own_process checks the real command."""
+    from stages import prepare as stage_module
+
+    capsys.readouterr()
+    try:
+        stage_module.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_prepare_writes_the_splits_and_their_summary(scratch):
-    result = prepare(scratch)
+def one_line(result: tuple[int, str, str]) -> str:
+    code, out, err = result
+    assert code == 1 and err.count("\n") == 1 and err.startswith("prepare: error: "), (code, out, err)
+    return err.rstrip("\n")
+
+
+def test_prepare_in_its_own_process(scratch):
+    """The real command: the summary line; on an error one line, no traceback."""
+    result = stage("prepare", scratch, check=False, env={"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == (
+        "prepare: 96 valid pairs (kfold split fold 0 of 5): train 66, validation 10, test 20; dropped: none")
+    set_params(scratch, {"data.sha256": "0" * 64})
+    assert one_error_line(stage("prepare", scratch, check=False, env={"PYTHONPATH": str(REPO)}), "prepare").startswith(
+        "prepare: error: checksum mismatch for ")
+
+
+def test_prepare_writes_the_splits_and_their_summary(scratch, capsys):
+    code, out, err = prepare(scratch, capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == (
         "prepare: 96 valid pairs (kfold split fold 0 of 5): train 66, validation 10, test 20; dropped: none")
     data = read_json(scratch / DATA_METRICS)
     for name in SPLITS:
@@ -57,11 +87,11 @@ def test_prepare_writes_the_splits_and_their_summary(scratch):
     assert data["rows_read"] == 96 and data["rows_dropped"] == {}
 
 
-def test_prepare_missing_file_offline(scratch):
+def test_prepare_missing_file_offline(scratch, capsys):
     (scratch / RAW_CSV).unlink()
     set_params(scratch, {"data.url": UNREACHABLE_URL})
     before = snapshot(scratch)
-    line = one_error_line(prepare(scratch), "prepare")
+    line = one_line(prepare(scratch, capsys))
     assert line.startswith(f"prepare: error: could not download {UNREACHABLE_URL} (")
     assert line.endswith(f"offline? place the MQP CSV at {RAW_CSV} (on these machines: mkdir -p {RAW_CSV.parent} "
                          f"&& cp ../shared/data/mqp.csv {RAW_CSV})")
@@ -69,19 +99,19 @@ def test_prepare_missing_file_offline(scratch):
     assert not (scratch / RAW_CSV).exists() and not (scratch / RAW_CSV).with_name(RAW_CSV.name + ".part").exists()
 
 
-def test_prepare_wrong_checksum(scratch):
+def test_prepare_wrong_checksum(scratch, capsys):
     set_params(scratch, {"data.sha256": "0" * 64})
     before = snapshot(scratch)
-    line = one_error_line(prepare(scratch), "prepare")
+    line = one_line(prepare(scratch, capsys))
     assert re.fullmatch(rf"prepare: error: checksum mismatch for {re.escape(str(RAW_CSV))}: sha256 [0-9a-f]{{64}}, "
                         r"params\.yaml data\.sha256 expects 0{64}; replace the file with the right one, or set "
                         r"data\.sha256 to the new value \(or null\) if you changed the data on purpose", line), line
     assert snapshot(scratch) == before
 
 
-def test_prepare_bad_params_is_one_line(scratch):
+def test_prepare_bad_params_is_one_line(scratch, capsys):
     set_params(scratch, {"data.fold": 5})
-    assert one_error_line(prepare(scratch), "prepare") == (
+    assert one_line(prepare(scratch, capsys)) == (
         "prepare: error: invalid params.yaml: 'data': data.fold must be below data.folds (got fold 5 of 5)")
 
 
@@ -95,24 +125,24 @@ def test_prepare_bad_params_is_one_line(scratch):
     ("extra column", csv_bytes([[*row, "x"] for row in good_rows()]),
      f"{RAW_CSV} has 5 columns, expected 4 without a header: dr_id, question_1, question_2, label"),
 ])
-def test_prepare_bad_file_is_one_line_and_keeps_outputs(scratch, case, data, expected):
+def test_prepare_bad_file_is_one_line_and_keeps_outputs(scratch, capsys, case, data, expected):
     (scratch / RAW_CSV).write_bytes(data)
     before = snapshot(scratch)
-    assert one_error_line(prepare(scratch), "prepare") == f"prepare: error: {expected}"
+    assert one_line(prepare(scratch, capsys)) == f"prepare: error: {expected}"
     assert snapshot(scratch) == before
     assert not list((scratch / TMP_DIR).glob(f"{PREPARED_DIR.name}.*"))  # no scratch folder left behind
 
 
-def test_prepare_reports_and_counts_drops(scratch):
+def test_prepare_reports_and_counts_drops(scratch, capsys):
     raw = scratch / RAW_CSV
     with open(raw, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     extra = [[0, "Odd?", "Label?", "2"], [0, "", "Empty?", "1"], rows[0], rows[1]]
     raw.write_bytes(csv_bytes([COLUMNS, *rows, *extra]))
     set_params(scratch, {"data.split": "grouped"})
-    result = prepare(scratch)
-    assert result.returncode == 0, result.stderr
-    summary = [line for line in result.stdout.splitlines() if line.startswith("prepare: ")]
+    code, out, err = prepare(scratch, capsys)
+    assert code == 0, err
+    summary = [line for line in out.splitlines() if line.startswith("prepare: ")]
     assert summary == [f"prepare: {len(rows)} valid pairs (grouped split): train 76, validation 10, test 10; "
                        "dropped: 1 header row, 1 label not 0 or 1, 1 empty question, 2 duplicate pair"]
     data = read_json(scratch / DATA_METRICS)

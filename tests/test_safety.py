@@ -8,7 +8,6 @@ and look for it in every file, and run every stage in-process behind a socket gu
 from __future__ import annotations
 
 import ast
-import ipaddress
 import os
 import pickle
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, make_project, tiny_params
+from helpers import REPO, guard_network, make_workdir, tiny_params
 from mqp import paths
 from mqp.errors import PipelineError
 from mqp.lora import load_trained
@@ -139,7 +138,7 @@ def test_pickle_only_model_through_finetune(tmp_path, pickle_only_model, in_proj
     from stages import finetune, prepare
 
     folder, marker = pickle_only_model
-    in_project(make_project(tmp_path / "project", folder))
+    in_project(make_workdir(tmp_path / "project", folder))
     prepare.main()
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
@@ -182,50 +181,10 @@ def test_wandb_key_never_written(wandb_project):
 # --- no network with model and data local ----------------------------------------------------
 
 
-def _loopback(host) -> bool:
-    if host in (None, "", "localhost", b"localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(str(host, "ascii") if isinstance(host, bytes) else host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 @pytest.fixture
 def network_guard(monkeypatch):
     """Any connection or name lookup beyond loopback is recorded and refused."""
-    attempts: list = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-    real_getaddrinfo, real_create_connection = socket.getaddrinfo, socket.create_connection
-
-    def check(address):
-        if isinstance(address, tuple) and not _loopback(address[0]):  # AF_UNIX paths are local
-            attempts.append(address)
-            raise OSError(f"test_safety: network call to {address} blocked")
-
-    def connect(self, address):
-        check(address)
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        check(address)
-        return real_connect_ex(self, address)
-
-    def getaddrinfo(host, *args, **kwargs):
-        if not _loopback(host):
-            attempts.append(host)
-            raise socket.gaierror(f"test_safety: lookup of {host} blocked")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def create_connection(address, *args, **kwargs):
-        check(address)
-        return real_create_connection(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
-    return attempts
+    return guard_network(monkeypatch)
 
 
 def test_network_guard_blocks_and_records(network_guard):
@@ -239,14 +198,10 @@ def test_network_guard_blocks_and_records(network_guard):
 
 
 @pytest.mark.slow
-def test_pipeline_makes_no_network_call(tmp_path, tiny_bert, in_project, monkeypatch, network_guard):
-    project = in_project(make_project(tmp_path / "project", tiny_bert, overrides={"train.epochs": 1}))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from stages import baseline, evaluate, finetune, prepare, zeroshot
-
-    for stage in (prepare, baseline, zeroshot, finetune, evaluate):
-        stage.main()
-    assert network_guard == []
+def test_pipeline_makes_no_network_call(gpt2_biencoder_project):
+    """Every stage, in this process, behind the network guard (the GPT-2 bi-encoder run)."""
+    project, _, attempts = gpt2_biencoder_project
+    assert attempts == []
     outputs = (paths.DATA_METRICS, paths.BASE_METRICS, paths.ZEROSHOT_METRICS, paths.TRAIN_METRICS,
                paths.LORA_METRICS, paths.ADAPTER_DIR / "adapter_model.safetensors")
     for output in outputs:

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from helpers import copy_project, dvc, project_params, read_json, run, stage
+from helpers import copy_project, dvc, project_params, read_json, run
 from mqp.paths import ADAPTER_DIR, LORA_METRICS, TMP_DIR, TRAIN_METRICS
 
 pytestmark = pytest.mark.slow
 
 
-def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path):
+def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_project):
     project = copy_project(trained_project[0], tmp_path / "project")
     shutil.rmtree(project / ADAPTER_DIR)
     (project / TRAIN_METRICS).unlink()
@@ -28,7 +28,10 @@ def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path):
     epochs = project_params(project).train.epochs
     assert summary["epochs"] == epochs and 1 <= summary["best_epoch"] <= epochs
     assert not list((project / TMP_DIR).glob("checkpoints-*"))
-    stage("evaluate", project)
+    from stages import evaluate
+
+    in_project(project)
+    evaluate.main()  # the adapter loads and scores (in this process: quicker than a new one)
     assert read_json(project / LORA_METRICS)["test"]["n"] > 0
 
 

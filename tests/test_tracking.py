@@ -4,7 +4,7 @@ the evaluation run), online never prompting for a missing key; one summary line 
 import pandas as pd
 import pytest
 
-from helpers import STAGES, make_project, project_params
+from helpers import STAGES, make_workdir, project_params
 from mqp.paths import DVCLIVE_PLOTS
 
 
@@ -41,7 +41,7 @@ def test_wandb_online_without_key_fails_fast(tmp_path, tiny_bert, in_project, mo
     from stages import finetune, prepare
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    in_project(make_project(tmp_path / "project", tiny_bert, overrides={"logging.wandb": "online"}))
+    in_project(make_workdir(tmp_path / "project", tiny_bert, overrides={"logging.wandb": "online"}))
     prepare.main()
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
