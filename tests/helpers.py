@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,20 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
 
 def dvc(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd=cwd, check=check, env=env)
+
+
+def run_queue(project: Path, jobs: int = 1, timeout: float = 600) -> str:
+    """`dvc queue start -j jobs` (one thread each), then poll until nothing is queued or running;
+    returns the last `dvc queue status`, which must show no failed or unfinished run."""
+    run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=project, env={"OMP_NUM_THREADS": "1"})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = dvc("queue", "status", cwd=project).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status and "Running" not in status and "Queued" not in status, status
+    return status
 
 
 def stage(name: str, cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

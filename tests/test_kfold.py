@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import pytest
 
-from helpers import dvc, make_project, read_json, run
+from helpers import dvc, make_project, read_json, run, run_queue
 from mqp import paths
 from stages.kfold import summarise
 
@@ -83,14 +82,7 @@ def test_no_finished_experiments_is_one_clear_error():
 def test_queued_folds_run_through_dvc_and_pool_over_every_pair(tmp_path, tiny_bert):
     project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
     dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-C", str(paths.RAW_CSV.parent), cwd=project)
-    run([sys.executable, "-m", "dvc", "queue", "start", "-j", "1"], cwd=project)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = dvc("queue", "status", cwd=project).stdout
-        if "Running" not in status and "Queued" not in status:
-            break
-        time.sleep(5)
-    assert "Failed" not in status and "Running" not in status, status
+    run_queue(project)
     result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
     summary, = read_json(project / "kfold.json")["configurations"]
     assert summary["lora"]["n"] == 96 and summary["lora"]["folds"] == 2  # every pair tested once

@@ -5,11 +5,10 @@ import csv
 import io
 import shutil
 import sys
-import time
 
 import pytest
 
-from helpers import copy_project, dvc, project_params, read_json, run
+from helpers import copy_project, dvc, project_params, read_json, run, run_queue
 from mqp.paths import ADAPTER_DIR, LORA_METRICS, TMP_DIR, TRAIN_METRICS
 
 pytestmark = pytest.mark.slow
@@ -38,15 +37,7 @@ def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_pr
 def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
     project = copy_project(trained_project[0], tmp_path / "project")
     dvc("exp", "run", "--queue", "-S", "lora.r=2,4", "-S", "train.epochs=1", cwd=project)
-    run([sys.executable, "-m", "dvc", "queue", "start", "-j", "2"], cwd=project, env={"OMP_NUM_THREADS": "1"})
-    # The queue runs in background workers: poll until both runs have landed.
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = dvc("queue", "status", cwd=project).stdout
-        if "Running" not in status and "Queued" not in status:
-            break
-        time.sleep(5)
-    assert "Failed" not in status and "Running" not in status, status
+    run_queue(project, jobs=2)
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
     ranks = sorted(row["lora.r"] for row in rows if row["typ"] != "baseline")
     assert ranks == ["2", "4"]
