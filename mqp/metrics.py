@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
-from mqp.stats import bootstrap_ci, confusion_counts, paired_comparison, proportion_ci
+from mqp.stats import bootstrap_ci, confusion_counts, f1, paired_comparison, proportion_ci, roc_auc
 
 DIGITS = 6  # rounded so the JSON is byte-stable across runs
 BOOTSTRAP_SEED = 0  # one fixed seed: the same predictions always give the same intervals
@@ -34,10 +34,6 @@ def classification_metrics(labels, probs, threshold: float = 0.5) -> dict:
     return {**rounded, "n": int(len(labels)), **confusion_counts(labels, predicted)}
 
 
-def _f1_at(threshold: float):
-    return lambda labels, probs: f1_score(labels, predicted_labels(probs, threshold), zero_division=0)
-
-
 def metrics_with_intervals(labels, probs, threshold: float) -> dict:
     """classification_metrics plus 95% intervals: Wilson for accuracy, a seeded bootstrap over
     pairs for F1 and ROC AUC."""
@@ -45,8 +41,8 @@ def metrics_with_intervals(labels, probs, threshold: float) -> dict:
     labels, probs = np.asarray(labels, dtype=int), np.asarray(probs, dtype=np.float64)
     intervals = {
         "accuracy": proportion_ci(metrics["tp"] + metrics["tn"], metrics["n"]),
-        "f1": bootstrap_ci(_f1_at(threshold), labels, probs, seed=BOOTSTRAP_SEED),
-        "roc_auc": bootstrap_ci(roc_auc_score, labels, probs, seed=BOOTSTRAP_SEED),
+        "f1": bootstrap_ci(f1, labels, predicted_labels(probs, threshold), seed=BOOTSTRAP_SEED),
+        "roc_auc": bootstrap_ci(roc_auc, labels, probs, seed=BOOTSTRAP_SEED),
     }
     for key, (low, high) in intervals.items():
         metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = round(float(low), DIGITS), round(float(high), DIGITS)

@@ -3,7 +3,6 @@ lora.json share validation, test (with 95% intervals and confusion counts) and t
 adds vs_base and vs_zeroshot, whose paired counts agree with the three predictions.csv files;
 `dvc metrics show` prints them all."""
 
-import functools
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 
 from helpers import dvc, read_json
-from mqp import metrics as metrics_module
 from mqp import paths
 from mqp.metrics import best_threshold, classification_metrics, compare, model_report, summary_line
 from mqp.reports import read_predictions, write_test_results
@@ -40,12 +38,9 @@ def test_classification_metrics_and_confusion_counts():
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    """One model's report, computed once. Its intervals come from mqp.stats.bootstrap_ci (specified
-    in test_stats.py), here with 200 resamples instead of 1,000: seconds less, the same code."""
+    """One model's report, computed once; its intervals come from mqp.stats (test_stats.py)."""
     splits = {"validation": pd.DataFrame({"label": LABELS[:6]}), "test": pd.DataFrame({"label": LABELS})}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(metrics_module, "bootstrap_ci", functools.partial(metrics_module.bootstrap_ci, n_resamples=200))
-        return model_report(splits, {"validation": PROBS[:6], "test": PROBS}, 0.5)
+    return model_report(splits, {"validation": PROBS[:6], "test": PROBS}, 0.5)
 
 
 def test_model_report_has_validation_test_and_threshold(report):

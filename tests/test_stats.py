@@ -12,8 +12,8 @@ from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
 
-from mqp.stats import (CONFIDENCE, bootstrap_ci, confusion_counts, paired_comparison,
-                       paired_counts, proportion_ci)
+from mqp.stats import (CONFIDENCE, bootstrap_ci, confusion_counts, f1, paired_comparison,
+                       paired_counts, proportion_ci, roc_auc)
 
 
 def wilson_closed_form(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -180,9 +180,27 @@ def sample():
     return labels, probs, (probs >= 0.5).astype(int)
 
 
+def test_vectorised_f1_and_auc_equal_sklearns_row_by_row():
+    """Each row of a 2-D input is scored as sklearn scores it alone, ties and zero division
+    included (rounded probabilities make many ties)."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, (40, 30))
+    probs = np.round(np.clip(0.3 * labels + rng.uniform(0, 0.7, labels.shape), 0, 1), 1)
+    predicted = (probs >= 0.5).astype(int)
+    predicted[0] = 0  # no predicted positive: F1 0/0
+    assert f1(labels, predicted) == pytest.approx([f1_score(y, p, zero_division=0) for y, p in zip(labels, predicted)])
+    assert roc_auc(labels, probs) == pytest.approx([roc_auc_score(y, p) for y, p in zip(labels, probs)])
+    assert roc_auc(labels.T, probs.T, axis=0) == pytest.approx(roc_auc(labels, probs))
+
+
+def test_vectorised_auc_is_nan_without_both_classes():
+    assert np.isnan(roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert roc_auc([[0, 0], [0, 1]], [[0.1, 0.2], [0.1, 0.2]]) == pytest.approx([np.nan, 1.0], nan_ok=True)
+
+
 def test_bootstrap_contains_full_sample_f1_and_auc(sample):
     labels, probs, predicted = sample
-    for statistic, scores in ((f1_score, predicted), (roc_auc_score, probs)):
+    for statistic, scores in ((f1, predicted), (roc_auc, probs)):
         low, high = bootstrap_ci(statistic, labels, scores, seed=1, n_resamples=300)
         assert low < statistic(labels, scores) < high
         assert 0 <= low and high <= 1 and high - low < 0.25
@@ -190,25 +208,25 @@ def test_bootstrap_contains_full_sample_f1_and_auc(sample):
 
 def test_bootstrap_is_seeded(sample):
     labels, probs, _ = sample
-    first = bootstrap_ci(roc_auc_score, labels, probs, seed=3, n_resamples=60)
-    assert bootstrap_ci(roc_auc_score, labels, probs, seed=3, n_resamples=60) == first
-    assert bootstrap_ci(roc_auc_score, labels, probs, seed=4, n_resamples=60) != first
+    first = bootstrap_ci(roc_auc, labels, probs, seed=3, n_resamples=60)
+    assert bootstrap_ci(roc_auc, labels, probs, seed=3, n_resamples=60) == first
+    assert bootstrap_ci(roc_auc, labels, probs, seed=4, n_resamples=60) != first
 
 
 def test_bootstrap_is_scipys_percentile_interval(sample):
+    """The same interval as scipy's own bootstrap of sklearn's F1, resample by resample."""
     labels, _, predicted = sample
-    accuracy = lambda y, p: np.mean(y == p)  # noqa: E731 - cheap statistic, never undefined
-    reference = stats.bootstrap((labels, predicted), accuracy, paired=True, vectorized=False,
-                                method="percentile", n_resamples=500,
+    reference = stats.bootstrap((labels, predicted), lambda y, p: f1_score(y, p, zero_division=0),
+                                paired=True, vectorized=False, method="percentile", n_resamples=500,
                                 rng=np.random.default_rng(11)).confidence_interval
-    assert bootstrap_ci(accuracy, labels, predicted, seed=11, n_resamples=500) == pytest.approx(
+    assert bootstrap_ci(f1, labels, predicted, seed=11, n_resamples=500) == pytest.approx(
         (reference.low, reference.high), abs=1e-6)
 
 
 def test_bootstrap_one_class_sample_gives_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        low, high = bootstrap_ci(roc_auc_score, [1, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], seed=0)
+        low, high = bootstrap_ci(roc_auc, [1, 1, 1, 1], [0.2, 0.4, 0.6, 0.8], seed=0)
     assert math.isnan(low) and math.isnan(high)
 
 
@@ -218,5 +236,5 @@ def test_bootstrap_skips_one_class_resamples():
     probs = [0.1, 0.7, 0.3, 0.6, 0.4, 0.2, 0.5, 0.8]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        low, high = bootstrap_ci(roc_auc_score, labels, probs, seed=0, n_resamples=100)
+        low, high = bootstrap_ci(roc_auc, labels, probs, seed=0, n_resamples=100)
     assert 0 <= low < roc_auc_score(labels, probs) < high <= 1
