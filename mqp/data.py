@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from mqp.errors import PipelineError
@@ -178,6 +177,8 @@ def _shuffled_groups(table: pd.DataFrame, seed: int) -> list[str]:
 
 
 def _random_split(table: pd.DataFrame, params: DataParams) -> dict[str, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split  # here: sklearn's import is most of prepare's start-up
+
     held_out = params.validation_size + params.test_size
     try:
         train, rest = train_test_split(table, test_size=held_out, random_state=params.seed)

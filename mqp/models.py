@@ -17,8 +17,11 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def device() -> torch.device:
-    """The accelerator when there is one, else the CPU."""
+    """The accelerator when there is one, else the CPU. On CUDA it also lets fp32 matmuls run on
+    TF32 tensor cores (10-bit mantissa, fp32 range): several times the fp32 rate, and well within
+    what LoRA training and scoring tolerate."""
     if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")

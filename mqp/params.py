@@ -72,7 +72,7 @@ class TrainParams(_Group):
     weight_decay: float = Field(ge=0)
     warmup_ratio: float = Field(ge=0, lt=1)
     seed: int
-    precision: Literal["fp32", "bf16"]
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
     swap_questions: bool
 
 

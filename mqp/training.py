@@ -4,7 +4,6 @@ itself, and the summary of a run. stages/finetune.py puts them together."""
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from mqp.biencoder import SIDES, BiEncoder
 from mqp.inference import encode_pairs
 from mqp.metrics import classification_metrics
+from mqp.models import device
 from mqp.params import Params
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -105,8 +105,17 @@ def collator_for(params: Params, tokenizer, **padding) -> DataCollatorWithPaddin
     return PairCollator(tokenizer, params.train.seed, **padding)
 
 
+def mixed_precision(precision: str) -> str:
+    """train.precision with auto resolved: fp32 on every machine so far. At these shapes (22M-124M
+    params, ~60 tokens) autocast's casts cost more than its faster matmuls save: bf16 ran 2.3-3.3x
+    slower than fp32 on an H200 (issue 11) and slower on AVX2, AVX-512 and AMX CPUs
+    (benchmarks/results.md). On CUDA, fp32 matmuls use TF32 tensor cores instead (mqp.models.device)."""
+    return "fp32" if precision == "auto" else precision
+
+
 def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -> TrainingArguments:
     train = params.train
+    precision = mixed_precision(train.precision)
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
@@ -116,7 +125,8 @@ def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -
         weight_decay=train.weight_decay,
         lr_scheduler_type="linear",
         warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        bf16=train.precision == "bf16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",  # autocast; on CUDA with a loss scaler
         seed=train.seed,
         data_seed=train.seed,
         # Batches of similar length: little padding, same shuffling from the seed.
@@ -136,8 +146,9 @@ def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -
         dataloader_num_workers=0,
         # The collators pick the model inputs themselves (PairCollator needs the swapped_* columns).
         remove_unused_columns=False,
-        # torchrun on CPUs: accelerate picks the gloo backend only when told it runs on CPU.
-        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
+        # Told outright when there is no accelerator: transformers refuses bf16 on a CPU it was not
+        # told about, and torchrun on CPUs needs it to pick the gloo backend.
+        use_cpu=device().type == "cpu",
     )
 
 

@@ -1,11 +1,15 @@
 """mqp.inference: tokenising pairs, P(similar) from a cross-encoder (one or both question orders)
 or a bi-encoder, sentence embeddings and their cosine, in length-sorted batches."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
+from mqp import inference
 from mqp.inference import cosine, cross_encoder_proba, embed, encode_pairs, score_pairs, score_splits
 from mqp.models import base_model, load_encoder, load_tokenizer
 
@@ -77,3 +81,35 @@ def test_embeddings_are_unit_vectors_and_cosine_is_their_dot(tiny_bert, pooling)
     similarity = cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_2, 32, 2, pooling)
     assert similarity == pytest.approx((vectors[:3] * vectors[3:]).sum(axis=1), abs=1e-5)
     assert cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_1, 32, 2, pooling) == pytest.approx(np.ones(3), abs=1e-5)
+
+
+class DeviceSpy(torch.nn.Module):
+    """A model that claims to live on `device` and records the device of every input it gets;
+    its outputs are CPU zeros, so scoring can finish on a machine without that device."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        self.claimed = torch.device(device)
+        self.seen = set()
+
+    @property
+    def device(self):
+        return self.claimed
+
+    def forward(self, **inputs):
+        self.seen |= {value.device for value in inputs.values()}
+        n = inputs["input_ids"].shape[0]
+        return SimpleNamespace(logits=torch.zeros(n, 2), last_hidden_state=torch.zeros(n, 3, 4))
+
+
+def test_inference_moves_every_batch_to_the_models_device(tiny_bert, monkeypatch):
+    """Batches go where the model is (a GPU on a GPU machine); `meta` stands in for one here."""
+    tokenizer = load_tokenizer(tiny_params(tiny_bert).model)
+    spy = DeviceSpy("meta")
+    assert len(cross_encoder_proba(spy, tokenizer, QUESTIONS_1, QUESTIONS_2, 48, 2, both_orders=True)) == 3
+    assert spy.seen == {torch.device("meta")}
+    spy.seen.clear()
+    # pool() gets the model's hidden states (CPU zeros) and the batch's mask (on meta): CPU zeros out.
+    monkeypatch.setattr(inference, "pool", lambda hidden, mask, pooling: torch.zeros(hidden.shape[0], 4))
+    assert embed(spy, tokenizer, QUESTIONS_1, 48, 2).shape == (3, 4)
+    assert spy.seen == {torch.device("meta")}

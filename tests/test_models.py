@@ -10,7 +10,7 @@ import torch
 from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
-from mqp.models import DEFAULT_MODEL, base_model, load_classifier, load_encoder, load_tokenizer, resolve_model
+from mqp.models import DEFAULT_MODEL, base_model, device, load_classifier, load_encoder, load_tokenizer, resolve_model
 
 
 def test_default_model_resolves_to_offline_copy():
@@ -77,3 +77,13 @@ def test_base_model_follows_the_architecture(tiny_bert):
     assert isinstance(model, BiEncoder) and model.pooling == "last"
     assert (model.scale.item(), model.bias.item()) == (INITIAL_SCALE, INITIAL_BIAS)
     assert not hasattr(model.encoder, "classifier")  # the bare encoder, no classification head
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda value: matmul.append(value))
+    matmul = []
+    assert device() == torch.device(expected)
+    assert matmul == (["high"] if cuda else [])  # TF32 matmuls on CUDA only

@@ -65,7 +65,7 @@ def test_missing_key_is_named(key):
         ("model.pooling", "cls", "'model.pooling': Input should be 'mean' or 'last'"),
         ("train.learning_rate", -1, "'train.learning_rate': Input should be greater than 0"),
         ("train.head_learning_rate", 0, "'train.head_learning_rate': Input should be greater than 0"),
-        ("train.precision", "fp16", "'train.precision': Input should be 'fp32' or 'bf16'"),
+        ("train.precision", "fp8", "'train.precision': Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
         ("logging.wandb", "yes", "'logging.wandb': Input should be 'disabled', 'offline' or 'online'"),
     ],
 )

@@ -2,14 +2,17 @@
 cross-encoder, two padded sides for the bi-encoder), the Trainer's arguments from params, and the
 bi-encoder's optimizer groups."""
 
+import math
+
 import pandas as pd
 import pytest
+import torch
 
 from helpers import tiny_params
 from mqp.lora import with_lora
 from mqp.models import base_model, load_tokenizer
-from mqp.training import (PairCollator, QuestionPairCollator, collator_for, optimizer_for, pair_dataset,
-                          training_arguments, training_sets)
+from mqp.training import (PairCollator, QuestionPairCollator, collator_for, fit, make_trainer, mixed_precision,
+                          optimizer_for, pair_dataset, training_arguments, training_sets)
 
 N = 200
 
@@ -92,3 +95,26 @@ def test_training_arguments_come_from_params(tiny_bert, tmp_path):
     assert (args.learning_rate, args.seed, args.data_seed) == (params.train.learning_rate, 11, 11)
     assert args.warmup_steps == 0.25 and args.metric_for_best_model == "f1" and args.load_best_model_at_end
     assert args.output_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("precision, flags", [("auto", (False, False)), ("fp32", (False, False)),
+                                              ("bf16", (True, False)), ("fp16", (False, True))])
+def test_every_precision_trains_on_the_cpu(tiny_bert, tokenizer, table, tmp_path, precision, flags):
+    """Each train.precision value sets the Trainer's autocast flags and trains without error on a
+    machine with no accelerator (bf16 used to crash there); auto is fp32."""
+    params = tiny_params(tiny_bert, {"train.precision": precision, "train.epochs": 1, "train.batch_size": 16})
+    args = training_arguments(params, tmp_path / "checkpoints", report_to=[])
+    assert (args.bf16, args.fp16) == flags and args.use_cpu and args.device.type == "cpu"
+    model = with_lora(base_model(params, tokenizer), params)
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    splits = {"train": table.iloc[:64], "validation": table.iloc[64:80]}
+    trainer = make_trainer(model, params, tokenizer, training_sets(params, tokenizer, splits), args,
+                           collator_for(params, tokenizer), callbacks=[])
+    result = fit(trainer, params.train.epochs, tmp_path / "checkpoints")
+    assert math.isfinite(result.training_loss)
+    assert any(not torch.equal(before[name], p) for name, p in trainer.model.named_parameters() if name in before)
+
+
+def test_auto_precision_is_fp32():
+    assert mixed_precision("auto") == "fp32"
+    assert [mixed_precision(p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
