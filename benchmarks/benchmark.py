@@ -3,6 +3,8 @@
     python benchmarks/benchmark.py                 # both recipes, plus the GPT-2 step time
     python benchmarks/benchmark.py --only gpt2     # one part: reference | pipeline | gpt2
     python benchmarks/benchmark.py --epochs 1      # both recipes for 1 epoch (throughput only)
+    python benchmarks/benchmark.py --only startup  # each stage's start-up beside torch+transformers+peft
+    python benchmarks/benchmark.py --only profile  # where a training step's time goes (torch.profiler)
 
 Run from the repository root after `dvc repro prepare`. Each recipe trains in its own process
 (so peak RSS is its own), saves its adapter to a scratch folder, and is scored on the test
@@ -24,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -146,6 +150,102 @@ def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
     }
 
 
+STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate")
+REFERENCE_IMPORT = "import torch, transformers, peft"
+
+
+def startup_times(repeats: int = 5) -> dict:
+    """Median seconds for a fresh interpreter to import each stage, beside one that imports
+    torch, transformers and peft only. Interleaved, so a busy machine slows them all alike."""
+    commands = {"torch+transformers+peft": REFERENCE_IMPORT, **{name: f"import stages.{name}" for name in STAGES}}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, code in commands.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+            times[name].append(time.perf_counter() - start)
+    return {"recipe": "startup", "repeats": repeats,
+            "seconds": {name: round(statistics.median(values), 2) for name, values in times.items()}}
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
+    """fp32 GFLOP/s of (rows x inner) @ (inner x cols) on this machine, now: the ceiling that the
+    training step's own matmuls are compared with."""
+    import torch
+
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * rows * inner * cols * repeats / (time.perf_counter() - start) / 1e9
+
+
+def profile_steps(steps: int = 8) -> dict:
+    """Profile pipeline training steps (params.yaml's model and batch, real train pairs): the
+    share of CPU time in matmuls, the step's arithmetic rate against a bare matmul of the
+    layers' shapes, and the Python collator's share."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from mqp.cli import quiet_libraries
+    from mqp.lora import with_lora
+    from mqp.models import base_model, load_tokenizer
+    from mqp.params import load_params
+    from mqp.splits import load_split
+    from mqp.training import collator_for, optimizer_for, training_sets
+
+    quiet_libraries()
+    params = load_params()
+    tokenizer = load_tokenizer(params.model)
+    model = with_lora(base_model(params, tokenizer), params).train()
+    train = load_split("train").sample(n=params.train.batch_size * (steps + 1), random_state=0)
+    dataset, _ = training_sets(params, tokenizer, {"train": train, "validation": train.iloc[:2]})
+    collator = collator_for(params, tokenizer)
+    features = [dataset[i] for i in range(len(dataset))]
+    batches = [features[i : i + params.train.batch_size] for i in range(0, len(features), params.train.batch_size)]
+    optimizer = optimizer_for(model, params) or torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=params.train.learning_rate)
+
+    def step(features) -> float:
+        started = time.perf_counter()
+        batch = collator(features)
+        collated = time.perf_counter() - started
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return collated
+
+    step(batches[0])  # warm-up
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as profiler:
+        collate_seconds = sum(step(features) for features in batches[1:])
+    seconds = time.perf_counter() - started
+    events = profiler.key_averages()
+    total_us = sum(e.self_cpu_time_total for e in events)
+    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    flops = sum(e.flops for e in events)
+    tokens = int(np.mean([sum(len(f[k]) for k in f if k.startswith("input_ids")) for f in features]))
+    hidden = model.config.hidden_size if hasattr(model, "config") else model.encoder.config.hidden_size
+    ceiling = matmul_gflops(params.train.batch_size * tokens, hidden, 4 * hidden)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]
+    return {
+        "recipe": "profile",
+        "architecture": params.model.architecture,
+        "steps": steps,
+        "step_seconds": round(seconds / steps, 3),
+        "matmul_share": round(matmul_us / total_us, 3),
+        "collate_share": round(collate_seconds / seconds, 3),
+        "step_gflops": round(flops / seconds / 1e9, 1),
+        "matmul_ceiling_gflops": round(ceiling, 1),
+        "top_ops": {e.key: round(e.self_cpu_time_total / total_us, 3) for e in top},
+        "tokens_per_pair": tokens,
+    }
+
+
 def in_subprocess(part: str, epochs: int | None) -> dict:
     extra = ["--epochs", str(epochs)] if epochs is not None else []
     result = subprocess.run([sys.executable, __file__, "--child", part, *extra], cwd=REPO, capture_output=True, text=True)
@@ -176,6 +276,19 @@ def report(results: list[dict]) -> str:
     if {"reference", "pipeline"} <= set(by_name):
         ratio = by_name["pipeline"]["samples_per_second"] / by_name["reference"]["samples_per_second"]
         lines += ["", f"Throughput ratio pipeline / reference: {ratio:.2f}x samples/s"]
+    startup = by_name.get("startup")
+    if startup:
+        seconds = startup["seconds"]
+        lines += ["", f"Start-up (fresh interpreter + imports, median of {startup['repeats']}, interleaved): "
+                  + ", ".join(f"{name} {value} s" for name, value in seconds.items())]
+    profiled = by_name.get("profile")
+    if profiled:
+        lines += ["", f"Training step profile ({profiled['architecture']}, {profiled['steps']} steps, "
+                  f"{profiled['tokens_per_pair']} tokens per pair): {profiled['step_seconds']} s per step; "
+                  f"matmuls {profiled['matmul_share']:.0%} of CPU time, the collator {profiled['collate_share']:.0%}; "
+                  f"{profiled['step_gflops']} GFLOP/s against {profiled['matmul_ceiling_gflops']} GFLOP/s for a bare "
+                  f"matmul of the feed-forward shape; top ops: "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in profiled["top_ops"].items())]
     gpt2 = by_name.get("gpt2-124M step")
     if gpt2:
         lines += ["", f"GPT-2 124M, LoRA c_attn+c_proj r=8 ({gpt2['trainable_params']:,} of {gpt2['total_params']:,} "
@@ -187,13 +300,14 @@ def report(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2"], action="append")
+    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2", "startup", "profile"], action="append")
     parser.add_argument("--epochs", type=int, help="override both recipes' epochs (default: theirs, 3)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.chdir(REPO)
     if args.child:
-        result = gpt2_step_time() if args.child == "gpt2" else run_recipe(args.child, args.epochs)
+        parts = {"gpt2": gpt2_step_time, "startup": startup_times, "profile": profile_steps}
+        result = parts[args.child]() if args.child in parts else run_recipe(args.child, args.epochs)
         print(json.dumps(result))
         return
     from mqp.paths import PREPARED_DIR, split_csv
