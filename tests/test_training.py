@@ -1,6 +1,10 @@
 """mqp.training: the tokenised datasets and collators of each architecture (question swap for the
 cross-encoder, two padded sides for the bi-encoder), the Trainer's arguments from params, and the
-bi-encoder's optimizer groups."""
+bi-encoder's optimizer groups; leftover checkpoint folders of killed runs."""
+
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -8,8 +12,9 @@ import pytest
 from helpers import tiny_params
 from mqp.lora import with_lora
 from mqp.models import base_model, load_tokenizer
-from mqp.training import (PairCollator, QuestionPairCollator, collator_for, optimizer_for, pair_dataset,
-                          training_arguments, training_sets)
+from mqp.paths import checkpoints_dir
+from mqp.training import (PairCollator, QuestionPairCollator, collator_for, optimizer_for, pair_dataset, process_alive,
+                          remove_stale_checkpoints, training_arguments, training_sets)
 
 N = 200
 
@@ -92,3 +97,37 @@ def test_training_arguments_come_from_params(tiny_bert, tmp_path):
     assert (args.learning_rate, args.seed, args.data_seed) == (params.train.learning_rate, 11, 11)
     assert args.warmup_steps == 0.25 and args.metric_for_best_model == "f1" and args.load_best_model_at_end
     assert args.output_dir == str(tmp_path)
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid)
+    return child.pid
+
+
+def test_stale_checkpoints_of_dead_runs_are_removed(tmp_path, monkeypatch):
+    """`kill -9` leaves .tmp/checkpoints-<pid>; the next finetune removes it, and only it."""
+    monkeypatch.chdir(tmp_path)
+    dead = checkpoints_dir(str(dead_pid()))
+    alive = checkpoints_dir(str(os.getpid()))
+    torchrun = checkpoints_dir("none")  # TORCHELASTIC_RUN_ID's default: no pid to check
+    for folder in (dead, alive, torchrun):
+        (folder / "checkpoint-3").mkdir(parents=True)
+        (folder / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"weights")
+    other = dead.parent / "adapter.x1y2"  # atomic_dir's scratch folders are not checkpoints
+    other.mkdir()
+    assert remove_stale_checkpoints() == [dead]
+    assert not dead.exists() and alive.is_dir() and torchrun.is_dir() and other.is_dir()
+    assert remove_stale_checkpoints() == []
+
+
+def test_no_scratch_folder_is_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert remove_stale_checkpoints() == []
+
+
+def test_process_alive():
+    assert process_alive(os.getpid()) and process_alive(1)  # ours, and init (another user's on some systems)
+    assert not process_alive(dead_pid()) and not process_alive(2**40)
