@@ -70,7 +70,10 @@ def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     """Parse and validate question pairs; returns the valid rows and the count dropped per reason.
 
     Structural problems (not UTF-8, broken CSV, wrong number of columns) are errors. Row-level
-    problems (label not 0/1, empty question, duplicate pair) drop the row and are counted.
+    problems (label not 0/1, empty question, conflicting labels, duplicate pair) drop the row and
+    are counted. A pair is the same in either question order. A pair labelled both 0 and 1 loses
+    all its rows: keeping the first would let row order pick the label. Of a pair repeated with
+    one label, the first row stays.
     """
     raw = path.read_bytes()
     try:
@@ -96,11 +99,21 @@ def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     drop(table.index.to_series().eq(0) & table["label"].eq("label"), "header row")
     drop(~table["label"].isin(["0", "1"]), "label not 0 or 1")
     drop(table["question_1"].eq("") | table["question_2"].eq(""), "empty question")
-    drop(table.duplicated(["question_1", "question_2"], keep="first"), "duplicate pair")
+    pairs = unordered_pair(table).assign(label=table["label"])
+    drop(pairs.groupby(["lower", "higher"])["label"].transform("nunique").gt(1), "conflicting labels")
+    drop(unordered_pair(table).duplicated(keep="first"), "duplicate pair")
     if table.empty:
         raise PipelineError(f"{path} has no valid rows (dropped: {format_drops(drops)})")
     table = table.assign(label=table["label"].astype(int)).reset_index(drop=True)
     return table, drops
+
+
+def unordered_pair(table: pd.DataFrame) -> pd.DataFrame:
+    """Each row's two questions in sorted order (columns lower, higher): similarity is symmetric,
+    so (q2, q1) is the same pair as (q1, q2)."""
+    q1, q2 = table["question_1"], table["question_2"]
+    first_is_lower = q1 <= q2
+    return pd.DataFrame({"lower": q1.where(first_is_lower, q2), "higher": q2.where(first_is_lower, q1)})
 
 
 def _parse_rows(path: Path, text: str) -> list[list[str]]:

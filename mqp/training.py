@@ -4,6 +4,7 @@ itself, and the summary of a run. stages/finetune.py puts them together."""
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mqp.inference import encode_pairs
 from mqp.metrics import classification_metrics
 from mqp.models import device
 from mqp.params import Params
+from mqp.paths import checkpoints_dir
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 VALIDATION_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")
@@ -200,6 +202,35 @@ def fit(trainer: Trainer, epochs: int, checkpoints: Path):
         if trainer.is_world_process_zero():
             shutil.rmtree(checkpoints, ignore_errors=True)
     return result
+
+
+def remove_stale_checkpoints() -> list[Path]:
+    """Remove the checkpoint folders of finetune runs whose process is gone (`kill -9` skips
+    fit's cleanup); returns them. A torchrun launch names its folder by TORCHELASTIC_RUN_ID, not
+    a pid, so nothing tells whether it still runs: such folders are left alone."""
+    pattern = checkpoints_dir("*")
+    prefix = checkpoints_dir("").name
+    removed = []
+    for folder in sorted(pattern.parent.glob(pattern.name)):
+        run_id = folder.name.removeprefix(prefix)
+        if folder.is_dir() and run_id.isdigit() and not process_alive(int(run_id)):
+            shutil.rmtree(folder, ignore_errors=True)  # another finetune may be removing it too
+            removed.append(folder)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a reused id counts as alive: the
+    folder is kept, the safe side)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OverflowError:
+        return False  # not a possible pid
+    return True
 
 
 def trainable_parameters(model) -> tuple[int, int]:

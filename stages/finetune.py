@@ -13,7 +13,8 @@ from mqp.models import base_model, load_tokenizer
 from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TRAIN_METRICS, checkpoints_dir
 from mqp.splits import load_splits
 from mqp.tracking import training_callbacks
-from mqp.training import collator_for, fit, fix_mmap_threshold, make_trainer, training_arguments, training_sets, training_summary
+from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, remove_stale_checkpoints, training_arguments,
+                          training_sets, training_summary)
 
 
 def summary_line(summary: dict, device: str) -> str:
@@ -36,6 +37,8 @@ def main(params) -> None:
     model = with_lora(base_model(params, tokenizer), params)
     datasets = training_sets(params, tokenizer, splits)
     callbacks, report_to, finish_tracking = training_callbacks(params, DVCLIVE_DIR)
+    for folder in remove_stale_checkpoints():
+        print(f"finetune: removed {folder}, left behind by a run that was killed")
     # One folder for all processes of a torchrun launch (they share its run id).
     checkpoints = checkpoints_dir(os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid()))
     trainer = make_trainer(model, params, tokenizer, datasets, training_arguments(params, checkpoints, report_to),

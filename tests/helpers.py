@@ -35,6 +35,7 @@ MQP_SHA256 = "94ecd609a9ca9350e1cff2438aa55a034762f01c1a68732aaae3e4be7b03cf57"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("DVC_STUDIO_OFFLINE", "true")  # `dvc artifacts get` asks Studio first otherwise
 
 # The discard port on loopback: a connection is refused at once.
 UNREACHABLE_URL = "http://127.0.0.1:9/mqp.csv"
@@ -171,6 +172,19 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
 
 def dvc(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd=cwd, check=check, env=env)
+
+
+def gto(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """GTO's CLI (installed with DVC; it has no `python -m gto`), from this Python's bin folder."""
+    return run([str(Path(sys.executable).parent / "gto"), *args], cwd=cwd)
+
+
+def git_clone(origin: Path, path: Path) -> Path:
+    """`git clone origin path`, with a git user (DVC's experiments commit)."""
+    run(["git", "clone", "-q", str(origin), str(path)], cwd=path.parent)
+    run(["git", "config", "user.email", "test@example.com"], cwd=path)
+    run(["git", "config", "user.name", "test"], cwd=path)
+    return path
 
 
 def run_queue(project: Path, jobs: int = 1, timeout: float = 600) -> str:

@@ -74,7 +74,7 @@ def test_file_placed_by_hand_is_used_without_network(tmp_path):
 def test_shared_mqp_passes_the_pinned_checksum():
     assert data_params(sha256=MQP_SHA256).sha256 == MQP_SHA256 == sha256_of(SHARED_CSV)
     table, drops = read_pairs(fetch_raw(data_params(sha256=MQP_SHA256), SHARED_CSV))
-    assert len(table) == 3048 and drops == {}
+    assert len(table) == 3048 and drops == {}  # no duplicate pair in either order, no conflicting labels
     assert table["question_1"].value_counts().eq(2).all()
 
 
@@ -220,16 +220,42 @@ def test_empty_questions_are_counted_drops(tmp_path):
 
 def test_duplicate_pairs_are_counted_drops_first_kept(tmp_path):
     rows = good_rows()
-    dupes = [[50, rows[0][1], rows[0][2], 1], [51, f"  {rows[1][1]} ", rows[1][2], 1]]  # second one: other label
+    dupes = [[50, rows[0][1], rows[0][2], 1], [51, f"  {rows[1][1]} ", rows[1][2], 0]]  # the second with spaces
     table, drops = kept_and_dropped(tmp_path, [*rows, *dupes])
     assert drops == {"duplicate pair": 2} and len(table) == 12
-    assert table.loc[1, "label"] == 0 and table.loc[1, "dr_id"] == "0"  # the first occurrence stays
+    assert list(table["dr_id"]) == [str(row[0]) for row in rows]  # the first occurrences stay
+
+
+def test_reversed_pair_is_a_duplicate(tmp_path):
+    """Similarity is symmetric: (q2, q1) after (q1, q2) is the same pair."""
+    rows = good_rows()
+    reversed_ = [[60, rows[0][2], rows[0][1], 1], [61, rows[3][2], f" {rows[3][1]}", 0]]
+    table, drops = kept_and_dropped(tmp_path, [*rows, *reversed_])
+    assert drops == {"duplicate pair": 2} and len(table) == 12
+    assert list(table["dr_id"]) == [str(row[0]) for row in rows]  # the first order stays
+
+
+def test_pair_with_conflicting_labels_loses_every_row(tmp_path):
+    """A pair labelled both similar and not: every copy goes, in either order, whichever came first."""
+    rows = good_rows()
+    conflicts = [[70, rows[0][1], rows[0][2], 0],  # same order, other label
+                 [71, rows[3][2], rows[3][1], 1],  # reversed, other label
+                 [72, rows[3][1], rows[3][2], 0]]  # and a third copy of that pair
+    table, drops = kept_and_dropped(tmp_path, [*rows, *conflicts])
+    assert drops == {"conflicting labels": 5} and len(table) == 10
+    kept = set(zip(table["question_1"], table["question_2"]))
+    assert (rows[0][1], rows[0][2]) not in kept and (rows[3][1], rows[3][2]) not in kept
+    # Row order cannot change which rows survive.
+    again, _ = kept_and_dropped(tmp_path, [*conflicts[::-1], *rows[::-1]])
+    assert set(zip(again["question_1"], again["question_2"])) == kept
 
 
 def test_drop_reasons_are_counted_separately(tmp_path):
-    rows = [COLUMNS, *good_rows(), [1, "x?", "y?", 3], [1, "", "y?", 1], good_rows()[0]]
+    conflict = [good_rows()[1][0], good_rows()[1][2], good_rows()[1][1], 1]  # row 1 reversed, other label
+    rows = [COLUMNS, *good_rows(), [1, "x?", "y?", 3], [1, "", "y?", 1], good_rows()[0], conflict]
     table, drops = kept_and_dropped(tmp_path, rows)
-    assert drops == {"header row": 1, "label not 0 or 1": 1, "empty question": 1, "duplicate pair": 1}
+    assert drops == {"header row": 1, "label not 0 or 1": 1, "empty question": 1, "conflicting labels": 2,
+                     "duplicate pair": 1}
 
 
 def test_crlf_line_endings_and_quoted_newlines(tmp_path):
@@ -271,18 +297,25 @@ def expected(rows):
     def drop(reason):
         drops[reason] = drops.get(reason, 0) + 1
 
-    for i, row in enumerate(rows):
-        dr_id, q1, q2, label = (str(value).strip() for value in row)
+    stripped = [tuple(str(value).strip() for value in row) for row in rows]
+    # The labels each pair (either order) has among rows that pass the checks before it.
+    labels: dict[frozenset, set] = {}
+    for i, (_, q1, q2, label) in enumerate(stripped):
+        if not (i == 0 and label == "label") and label in ("0", "1") and q1 and q2:
+            labels.setdefault(frozenset((q1, q2)), set()).add(label)
+    for i, (dr_id, q1, q2, label) in enumerate(stripped):
         if i == 0 and label == "label":
             drop("header row")
         elif label not in ("0", "1"):
             drop("label not 0 or 1")
         elif not q1 or not q2:
             drop("empty question")
-        elif (q1, q2) in seen:
+        elif len(labels[frozenset((q1, q2))]) > 1:
+            drop("conflicting labels")
+        elif frozenset((q1, q2)) in seen:
             drop("duplicate pair")
         else:
-            seen.add((q1, q2))
+            seen.add(frozenset((q1, q2)))
             kept.append((dr_id, q1, q2, int(label)))
     return kept, drops
 
@@ -321,7 +354,8 @@ def check_result(path) -> None:
     assert not table.empty and list(table.columns) == COLUMNS
     assert set(table["label"]) <= {0, 1}
     assert table["question_1"].ne("").all() and table["question_2"].ne("").all()
-    assert not table.duplicated(["question_1", "question_2"]).any()
+    pairs = [frozenset(pair) for pair in zip(table["question_1"], table["question_2"])]
+    assert len(set(pairs)) == len(pairs)  # no pair twice, in either order
     assert all(n > 0 for n in drops.values())
     # kept + dropped = the records the csv module reads (blank lines aside)
     records = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")) if "".join(r).strip()]

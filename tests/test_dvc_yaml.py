@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("stages", "mqp")
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
+ARTIFACTS = PIPELINE.get("artifacts", {})
 # Paths in mqp/paths.py that DVC does not track, and why.
 NOT_IN_DVC_YAML = {
     paths.PARAMS_FILE: "DVC reads params.yaml itself, through each stage's params",
@@ -95,6 +96,7 @@ def dvc_yaml_paths() -> set[PurePosixPath]:
         (plot_id, spec), = plot.items()
         y = spec.get("y")  # {file: column} for a plot of several files; else the id is the file
         found |= {PurePosixPath(p) for p in y} if isinstance(y, dict) else {PurePosixPath(plot_id)}
+    found |= {PurePosixPath(artifact["path"]) for artifact in ARTIFACTS.values()}
     return found
 
 
@@ -135,3 +137,19 @@ def test_no_stage_output_path_is_written_as_a_literal():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip("/") in outputs:
                 found.append(f"{source.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not found, "stage output paths written as literals:\n" + "\n".join(found)
+
+
+def test_artifacts_are_stage_outputs_with_valid_names():
+    """The registry's artifacts: a name GTO accepts, a type, a description, labels, and the path
+    of a stage's output (so `dvc artifacts get` finds it in the cache or remote)."""
+    from gto.constants import assert_name_is_valid
+
+    outputs = {PurePosixPath(p) for stage in STAGES.values() for p in names(stage.get("outs"))}
+    assert {artifact["type"] for artifact in ARTIFACTS.values()} >= {"model", "dataset"}
+    for name, artifact in ARTIFACTS.items():
+        assert_name_is_valid(name)
+        assert PurePosixPath(artifact["path"]) in outputs, f"artifact {name}: {artifact['path']} is no stage's output"
+        assert artifact["desc"] and artifact["labels"], name
+    by_path = {PurePosixPath(artifact["path"]): artifact["type"] for artifact in ARTIFACTS.values()}
+    assert by_path[PurePosixPath(paths.ADAPTER_DIR.as_posix())] == "model"
+    assert by_path[PurePosixPath(paths.PREPARED_DIR.as_posix())] == "dataset"

@@ -146,6 +146,7 @@ def test_ctrl_c_and_kill_9_during_finetune_lose_nothing(project, tmp_path):
     # and ends with everything up to date.
     run(["git", "checkout", str(PARAMS_FILE)], cwd=project)
     dvc("repro", cwd=project)
+    assert not list((project / TMP_DIR).glob("*"))  # the killed run's checkpoints went with it
     assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
     assert "up to date" in dvc("status", cwd=project).stdout
     after = kept_outputs(project)

@@ -1,8 +1,11 @@
 """mqp.training: the tokenised datasets and collators of each architecture (question swap for the
 cross-encoder, two padded sides for the bi-encoder), the Trainer's arguments from params, and the
-bi-encoder's optimizer groups."""
+bi-encoder's optimizer groups; leftover checkpoint folders of killed runs."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -11,8 +14,10 @@ import torch
 from helpers import tiny_params
 from mqp.lora import with_lora
 from mqp.models import base_model, load_tokenizer
+from mqp.paths import checkpoints_dir
 from mqp.training import (PairCollator, QuestionPairCollator, collator_for, fit, make_trainer, mixed_precision,
-                          optimizer_for, pair_dataset, training_arguments, training_sets)
+                          optimizer_for, pair_dataset, process_alive, remove_stale_checkpoints, training_arguments,
+                          training_sets)
 
 N = 200
 
@@ -118,3 +123,37 @@ def test_every_precision_trains_on_the_cpu(tiny_bert, tokenizer, table, tmp_path
 def test_auto_precision_is_fp32():
     assert mixed_precision("auto") == "fp32"
     assert [mixed_precision(p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid)
+    return child.pid
+
+
+def test_stale_checkpoints_of_dead_runs_are_removed(tmp_path, monkeypatch):
+    """`kill -9` leaves .tmp/checkpoints-<pid>; the next finetune removes it, and only it."""
+    monkeypatch.chdir(tmp_path)
+    dead = checkpoints_dir(str(dead_pid()))
+    alive = checkpoints_dir(str(os.getpid()))
+    torchrun = checkpoints_dir("none")  # TORCHELASTIC_RUN_ID's default: no pid to check
+    for folder in (dead, alive, torchrun):
+        (folder / "checkpoint-3").mkdir(parents=True)
+        (folder / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"weights")
+    other = dead.parent / "adapter.x1y2"  # atomic_dir's scratch folders are not checkpoints
+    other.mkdir()
+    assert remove_stale_checkpoints() == [dead]
+    assert not dead.exists() and alive.is_dir() and torchrun.is_dir() and other.is_dir()
+    assert remove_stale_checkpoints() == []
+
+
+def test_no_scratch_folder_is_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert remove_stale_checkpoints() == []
+
+
+def test_process_alive():
+    assert process_alive(os.getpid()) and process_alive(1)  # ours, and init (another user's on some systems)
+    assert not process_alive(dead_pid()) and not process_alive(2**40)
