@@ -96,13 +96,16 @@ def training_section(params: Params) -> str:
 
 
 def metrics_table(metrics: dict) -> str:
-    """One row per metric; the 95% interval where the metrics file has one."""
+    """One row per metric, with its 95% interval where the metrics have intervals (test)."""
+    keys = [key for key in METRICS if key in metrics]
+    if not any(f"{key}_ci_low" in metrics for key in keys):
+        return "\n".join(["| metric | value |", "| --- | --- |"]
+                         + [f"| {METRICS[key]} | {metrics[key]:.4f} |" for key in keys]) + "\n"
     rows = ["| metric | value | 95% CI |", "| --- | --- | --- |"]
-    for key, label in METRICS.items():
-        if key in metrics:
-            low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
-            interval = f"[{low:.4f}, {high:.4f}]" if low is not None else ""
-            rows.append(f"| {label} | {metrics[key]:.4f} | {interval} |")
+    for key in keys:
+        low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+        interval = f"[{low:.4f}, {high:.4f}]" if low is not None else ""
+        rows.append(f"| {METRICS[key]} | {metrics[key]:.4f} | {interval} |")
     return "\n".join(rows) + "\n"
 
 
@@ -162,8 +165,8 @@ def merged_usage(params: Params, folder: Path, sep_token: str | None, calibratio
 LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two patient questions ask the same "
           "thing, to study LoRA fine-tuning on MQP. It is not a medical device and must not be used for medical "
           "decisions, triage or advice. MQP is small (1,524 questions, English, written by a few doctors), so "
-          "expect errors on other wording, topics and languages; the intervals above are for MQP's distribution "
-          "only.\n")
+          "expect errors on other wording, topics and languages; the figures above hold for MQP's "
+          "distribution only.\n")
 
 
 def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path) -> str:
