@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mqp.errors import PipelineError
 from mqp.paths import TMP_DIR
 
 
@@ -18,6 +19,16 @@ def _scratch(target: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=TMP_DIR))
     scratch.chmod(0o755)  # mkdtemp's 0700 would follow the folder into place
     return scratch
+
+
+def read_json(path: Path, stage: str) -> dict:
+    """A JSON output of an earlier stage; missing or broken says what to run again."""
+    if not path.exists():
+        raise PipelineError(f"{path} not found: run `dvc repro` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc}): run `dvc repro --force {stage}`") from None
 
 
 def write_json(path: str | Path, data: dict) -> None:

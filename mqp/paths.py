@@ -10,6 +10,10 @@ PREPARED_DIR = Path("data/prepared")
 SPLITS = ("train", "validation", "test")
 
 ADAPTER_DIR = Path("models/adapter")
+# The adapter merged into its base model: a standalone Hugging Face folder (stage export).
+MERGED_DIR = Path("models/merged")
+# The bi-encoder's similarity calibration inside it: scale, bias and threshold.
+CALIBRATION_JSON = "calibration.json"
 
 METRICS_DIR = Path("metrics")
 DATA_METRICS = METRICS_DIR / "data.json"

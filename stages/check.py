@@ -4,24 +4,15 @@ CI runs it after `dvc repro`; `python -m stages.check` works the same for you. I
 against the zero-shot baseline the same way; that one informs, it does not gate.
 """
 
-import json
 import sys
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
+from mqp.files import read_json
 from mqp.paths import LORA_METRICS
 
 ALPHA = 0.05
 GATES = {"base": True, "zeroshot": False}  # compared model: must LoRA beat it?
-
-
-def read_metrics(path) -> dict:
-    if not path.exists():
-        raise PipelineError(f"{path} not found: run `dvc repro` first")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path} is not valid JSON ({exc}): run `dvc repro --force evaluate`") from None
 
 
 def verdict(name: str, comparison: dict) -> tuple[bool, str]:
@@ -36,7 +27,7 @@ def verdict(name: str, comparison: dict) -> tuple[bool, str]:
 
 @stage("check")
 def main(params) -> None:
-    lora = read_metrics(LORA_METRICS)
+    lora = read_json(LORA_METRICS, "evaluate")
     failures = []
     for name, required in GATES.items():
         if f"vs_{name}" not in lora:

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from mqp.card import CARD_FILE, adapter_card
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
 from mqp.lora import save_trained, with_lora
@@ -50,9 +51,12 @@ def main(params) -> None:
         Path(DVCLIVE_PLOTS).mkdir(parents=True, exist_ok=True)  # a DVC output, even at 0 epochs
     if not trainer.is_world_process_zero():
         return  # under torchrun, one process writes the outputs
+    summary = training_summary(trainer, result, datasets[0], params, time.perf_counter() - started)
     with atomic_dir(ADAPTER_DIR) as scratch:
         save_trained(trainer.model, scratch)
-    summary = training_summary(trainer, result, datasets[0], params, time.perf_counter() - started)
+        # Replaces PEFT's bare template with this run's card (train and validation only).
+        sizes = {name: len(splits[name]) for name in ("train", "validation")}
+        (scratch / CARD_FILE).write_text(adapter_card(params, summary, sizes, ADAPTER_DIR), encoding="utf-8")
     write_json(TRAIN_METRICS, summary)
     print(summary_line(summary, str(trainer.args.device.type)))
 

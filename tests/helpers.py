@@ -39,7 +39,7 @@ os.environ.setdefault("DVC_STUDIO_OFFLINE", "true")  # `dvc artifacts get` asks 
 
 # The discard port on loopback: a connection is refused at once.
 UNREACHABLE_URL = "http://127.0.0.1:9/mqp.csv"
-STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate")
+STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate", "export")
 
 # The session's trained projects (fixtures in conftest.py), by model.architecture.
 PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder_project"}
@@ -314,7 +314,7 @@ def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | 
     working directory and the environment variables the stages set put back afterwards; and the
     stages' stdout. With a network_attempts list, behind guard_network, which fills it."""
     import pytest
-    from stages import baseline, evaluate, finetune, prepare, zeroshot
+    from stages import baseline, evaluate, export, finetune, prepare, zeroshot
 
     project = make_workdir(path, model_dir, overrides=overrides)
     output = io.StringIO()
@@ -326,7 +326,7 @@ def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | 
         patch.chdir(project)
         if network_attempts is not None:
             guard_network(patch, network_attempts)
-        for stage in (prepare, baseline, zeroshot, finetune, evaluate):
+        for stage in (prepare, baseline, zeroshot, finetune, evaluate, export):
             stage.main()
     return project, output.getvalue()
 

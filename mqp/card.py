@@ -1,0 +1,202 @@
+"""Hugging Face model cards (README.md: YAML front matter, then Markdown) for the adapter and the
+merged model, written from the run's own params and numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mqp.inference import PAIR_SEPARATOR
+from mqp.lora import HEAD_FILE
+from mqp.models import resolve_model
+from mqp.params import Params
+from mqp.paths import CALIBRATION_JSON
+
+CARD_FILE = "README.md"  # where the Hub and PEFT look for a model card
+DATASET_ID = "curai/medical-question-pair-dataset"
+DATASET_URL = "https://github.com/curai/medical-question-pair-dataset"
+METRICS = {"accuracy": "accuracy", "f1": "F1", "precision": "precision", "recall": "recall", "roc_auc": "ROC AUC"}
+PIPELINE_TAGS = {"cross-encoder": "text-classification", "bi-encoder": "sentence-similarity"}
+COMPARED = {"vs_base": "base model with its untrained head", "vs_zeroshot": "zero-shot cosine of the base embeddings"}
+
+
+def base_license(model_name: str) -> str | None:
+    """The license in the base model's own card, when it is a local folder that has one."""
+    card = Path(resolve_model(model_name)) / CARD_FILE
+    if not card.is_file():
+        return None
+    parts = card.read_text(encoding="utf-8").split("---")
+    try:
+        meta = yaml.safe_load(parts[1]) if len(parts) > 2 and not parts[0].strip() else None
+    except yaml.YAMLError:
+        return None
+    return meta.get("license") if isinstance(meta, dict) else None
+
+
+def front_matter(meta: dict) -> str:
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def metadata(params: Params, name: str, split: str, metrics: dict, extra: dict) -> dict:
+    """The card's front matter; model-index carries the numbers the Hub shows beside the card."""
+    license_ = base_license(params.model.name)
+    return {
+        **extra,
+        **({"license": license_} if license_ else {}),
+        "base_model": params.model.name,
+        "datasets": [DATASET_ID],
+        "language": ["en"],
+        "metrics": list(METRICS),
+        "pipeline_tag": PIPELINE_TAGS[params.model.architecture],
+        "tags": ["lora", params.model.architecture, "medical", "question-similarity", "dvc"],
+        "model-index": [{
+            "name": name,
+            "results": [{
+                "task": {"type": "text-classification", "name": "Medical question pair similarity"},
+                "dataset": {"name": "Medical Question Pairs (MQP)", "type": DATASET_ID, "split": split},
+                "metrics": [{"type": key, "value": metrics[key], "name": f"{split} {label}"}
+                            for key, label in METRICS.items() if key in metrics],
+            }],
+        }],
+    }
+
+
+def data_section(params: Params, sizes: dict[str, int]) -> str:
+    data = params.data
+    if data.split == "kfold":
+        protocol = (f"grouped {data.folds}-fold split by `question_1`: fold {data.fold} of 0..{data.folds - 1} is "
+                    f"the test set, {data.validation_size:.0%} of all pairs from the other folds are validation, "
+                    "the rest train")
+    elif data.split == "grouped":
+        protocol = (f"one split grouped by `question_1`: {data.test_size:.0%} test, "
+                    f"{data.validation_size:.0%} validation, the rest train")
+    else:
+        protocol = (f"a random row split ({data.test_size:.0%} test, {data.validation_size:.0%} validation), "
+                    "the reference recipe's: the two rewrites of a question can land in different splits")
+    grouped = "" if data.split == "random" else " No `question_1` is in two splits."
+    counts = ", ".join(f"{name} {n:,}" for name, n in sizes.items())
+    return (f"## Data\n\n[Medical Question Pairs]({DATASET_URL}) (MQP, `{DATASET_ID}`): 3,048 pairs of patient "
+            "questions written by Curai doctors; label 1 = the second question asks the same as the first. "
+            f"Split (`data.split={data.split}`, seed {data.seed}): {protocol}.{grouped} Pairs: {counts}.\n")
+
+
+def training_section(params: Params) -> str:
+    lora, train, model = params.lora, params.train, params.model
+    targets = lora.target_modules if lora.target_modules == "auto" else ", ".join(lora.target_modules)
+    head = ("P(similar) = sigmoid(scale · cosine + bias) of the two questions' embeddings "
+            f"({model.pooling} pooling), scale and bias trained" if model.architecture == "bi-encoder"
+            else "both questions in one input, a 2-class classification head trained with LoRA")
+    return (f"## Training\n\n- Base model: `{model.name}`, as a {model.architecture}: {head}.\n"
+            f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, target modules {targets}.\n"
+            f"- Training: {train.epochs} epochs, learning rate {train.learning_rate:g} (head {train.head_learning_rate:g}), "
+            f"batch {train.batch_size}, weight decay {train.weight_decay:g}, warmup {train.warmup_ratio:g}, "
+            f"{train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
+            "validation F1 is kept.\n")
+
+
+def metrics_table(metrics: dict) -> str:
+    """One row per metric, with its 95% interval where the metrics have intervals (test)."""
+    keys = [key for key in METRICS if key in metrics]
+    if not any(f"{key}_ci_low" in metrics for key in keys):
+        return "\n".join(["| metric | value |", "| --- | --- |"]
+                         + [f"| {METRICS[key]} | {metrics[key]:.4f} |" for key in keys]) + "\n"
+    rows = ["| metric | value | 95% CI |", "| --- | --- | --- |"]
+    for key in keys:
+        low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+        interval = f"[{low:.4f}, {high:.4f}]" if low is not None else ""
+        rows.append(f"| {METRICS[key]} | {metrics[key]:.4f} | {interval} |")
+    return "\n".join(rows) + "\n"
+
+
+def comparison_table(lora_metrics: dict) -> str:
+    rows = ["| LoRA against | accuracy difference [95% CI] | exact McNemar p | pairs only LoRA / only the other got right |",
+            "| --- | --- | --- | --- |"]
+    for key, label in COMPARED.items():
+        if key in lora_metrics:
+            c = lora_metrics[key]
+            rows.append(f"| {label} | {c['accuracy_diff']:+.4f} [{c['diff_ci_low']:+.4f}, {c['diff_ci_high']:+.4f}] | "
+                        f"{c['mcnemar_p']:.3g} | {c['this_only']} / {c['other_only']} |")
+    return "\n".join(rows) + "\n"
+
+
+def python_block(lines: list[str]) -> str:
+    return "```python\n" + "\n".join(lines) + "\n```\n"
+
+
+def adapter_usage(params: Params, folder: Path) -> str:
+    if params.model.architecture == "cross-encoder":
+        lines = ["from peft import AutoPeftModelForSequenceClassification",
+                 f'model = AutoPeftModelForSequenceClassification.from_pretrained("{folder}")  # base model + adapter + head',
+                 "# then tokenize (question_1, question_2) with the base model's tokenizer; softmax(logits)[1] = P(similar)"]
+    else:
+        lines = ["from transformers import AutoModel; from peft import PeftModel; from safetensors.torch import load_file",
+                 f'encoder = PeftModel.from_pretrained(AutoModel.from_pretrained("{params.model.name}"), "{folder}")',
+                 f'head = load_file("{folder}/{HEAD_FILE}")  # P(similar) = sigmoid(scale * cosine + bias)']
+    return ("## Load it\n\n" + python_block(lines) + "\nIn this repository `python -m stages.predict \"question 1\" "
+            "\"question 2\"` scores a pair with it, and the `export` stage merges it into a standalone model.\n")
+
+
+def question_1_input(sep_token: str | None) -> str:
+    """question_1 as the pipeline feeds it: tokenizers without a separator token get one appended."""
+    return "question_1" if sep_token is not None else f"question_1 + {PAIR_SEPARATOR!r}"
+
+
+def merged_usage(params: Params, folder: Path, sep_token: str | None, calibration: dict | None) -> str:
+    """Three lines that load the merged model and set p_similar for one pair, with no PEFT."""
+    if params.model.architecture == "cross-encoder":
+        lines = ["from transformers import pipeline",
+                 f'classify = pipeline("text-classification", model="{folder}", top_k=None)',
+                 'p_similar = {s["label"]: s["score"] for s in classify({"text": '
+                 f'{question_1_input(sep_token)}, "text_pair": question_2}})}}["similar"]']
+        orders = ("The evaluation averaged P(similar) over both question orders (`eval.average_orders`); "
+                  "do the same for its exact figures.\n" if params.eval.average_orders else "")
+        return "## Use it\n\n" + python_block(lines) + "\n" + orders
+    lines = ["import json, math; from sentence_transformers import SentenceTransformer",
+             f'model, head = SentenceTransformer("{folder}"), json.load(open("{folder}/{CALIBRATION_JSON}"))',
+             'e1, e2 = model.encode([question_1, question_2]); '
+             'p_similar = 1 / (1 + math.exp(-(head["scale"] * float(e1 @ e2) + head["bias"])))']
+    return ("## Use it\n\n" + python_block(lines) +
+            f"\nThe embeddings are unit vectors, so `e1 @ e2` is their cosine; P(similar) = sigmoid("
+            f"{calibration['scale']:.4f} · cosine {calibration['bias']:+.4f}), and a pair is called similar at "
+            f"P(similar) ≥ {calibration['threshold']:g} (all three in `{CALIBRATION_JSON}`).\n")
+
+
+LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two patient questions ask the same "
+          "thing, to study LoRA fine-tuning on MQP. It is not a medical device and must not be used for medical "
+          "decisions, triage or advice. MQP is small (1,524 questions, English, written by a few doctors), so "
+          "expect errors on other wording, topics and languages; the figures above hold for MQP's "
+          "distribution only.\n")
+
+
+def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path) -> str:
+    """The adapter's card: validation metrics of the kept epoch (finetune never reads the test split)."""
+    validation = summary.get("validation") or {}
+    title = f"# LoRA adapter for `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
+    if validation:
+        results = (f"## Validation metrics\n\nKept epoch {summary['best_epoch']} of {summary['epochs']} (best "
+                   f"validation F1), {summary['trainable_params']:,} trainable parameters of "
+                   f"{summary['total_params']:,} ({summary['trainable_percent']}%), threshold "
+                   f"{params.eval.threshold:g}:\n\n{metrics_table(validation)}\nThe test metrics are the `evaluate` "
+                   "stage's (`metrics/lora.json`) and the merged model's card.\n")
+    else:
+        results = "## Validation metrics\n\nNone: `train.epochs=0` saved the untrained adapter.\n"
+    meta = metadata(params, "mqp-lora-adapter", "validation", validation, {"library_name": "peft"})
+    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params),
+                      results, adapter_usage(params, folder), LIMITS])
+
+
+def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folder: Path,
+                sep_token: str | None, calibration: dict | None) -> str:
+    """The merged model's card: test metrics with their 95% intervals and the paired comparisons."""
+    library = "sentence-transformers" if params.model.architecture == "bi-encoder" else "transformers"
+    meta = metadata(params, "mqp-lora-merged", "test", lora_metrics["test"], {"library_name": library})
+    title = (f"# `{params.model.name}` + LoRA, merged: is question 2 the same as question 1? (MQP)\n\n"
+             "The LoRA adapter folded into the base weights (PEFT `merge_and_unload`): a standalone model that "
+             "loads without PEFT.\n")
+    results = (f"## Test metrics\n\n{lora_metrics['test']['n']:,} test pairs, threshold "
+               f"{lora_metrics['threshold']:g}; intervals: Wilson (accuracy), seeded bootstrap over pairs (F1, "
+               f"ROC AUC).\n\n{metrics_table(lora_metrics['test'])}\nOn the same test pairs:\n\n"
+               f"{comparison_table(lora_metrics)}")
+    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params), results,
+                      merged_usage(params, folder, sep_token, calibration), LIMITS])
