@@ -14,7 +14,7 @@ from mqp.params import Params
 from mqp.paths import CALIBRATION_JSON
 
 CARD_FILE = "README.md"  # where the Hub and PEFT look for a model card
-DATASET_ID = "curai/medical-question-pair-dataset"
+DATASET_ID = "curaihealth/medical_questions_pairs"  # its copy on the Hugging Face Hub
 DATASET_URL = "https://github.com/curai/medical-question-pair-dataset"
 METRICS = {"accuracy": "accuracy", "f1": "F1", "precision": "precision", "recall": "recall", "roc_auc": "ROC AUC"}
 PIPELINE_TAGS = {"cross-encoder": "text-classification", "bi-encoder": "sentence-similarity"}
@@ -76,7 +76,7 @@ def data_section(params: Params, sizes: dict[str, int]) -> str:
                     "the reference recipe's: the two rewrites of a question can land in different splits")
     grouped = "" if data.split == "random" else " No `question_1` is in two splits."
     counts = ", ".join(f"{name} {n:,}" for name, n in sizes.items())
-    return (f"## Data\n\n[Medical Question Pairs]({DATASET_URL}) (MQP, `{DATASET_ID}`): 3,048 pairs of patient "
+    return (f"## Data\n\n[Medical Question Pairs]({DATASET_URL}) (MQP; on the Hub as `{DATASET_ID}`): 3,048 pairs of patient "
             "questions written by Curai doctors; label 1 = the second question asks the same as the first. "
             f"Split (`data.split={data.split}`, seed {data.seed}): {protocol}.{grouped} Pairs: {counts}.\n")
 

@@ -130,7 +130,7 @@ def test_exported_project_model_scores_its_test_split_like_the_adapter(request, 
 
     lora = read_json(project / paths.LORA_METRICS)
     meta = front_matter(card)
-    assert meta["base_model"] == params.model.name and meta["datasets"] == ["curai/medical-question-pair-dataset"]
+    assert meta["base_model"] == params.model.name and meta["datasets"] == ["curaihealth/medical_questions_pairs"]
     assert meta["library_name"] == {"cross-encoder": "transformers", "bi-encoder": "sentence-transformers"}[architecture]
     (result,) = meta["model-index"][0]["results"]
     assert result["dataset"]["split"] == "test"
