@@ -32,12 +32,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# The reference recipe (GPT-2 LoRA notebook) on our model: every pair padded to 128 tokens,
-# batch 8, lr 2e-5, 3 epochs, fp32, LoRA and model dropout 0.1, each pair in its one order.
+# The reference recipe (GPT-2 LoRA notebook) on our model: a cross-encoder, every pair padded to
+# 128 tokens, batch 8, lr 2e-5, 3 epochs, fp32, LoRA and model dropout 0.1, each pair in its one order.
 RECIPES = {
     "reference": {"train": {"learning_rate": 2e-5, "batch_size": 8, "epochs": 3, "precision": "fp32",
                             "warmup_ratio": 0.0, "swap_questions": False},
-                  "model": {"max_length": 128, "dropout": None}, "lora": {"dropout": 0.1},
+                  "model": {"max_length": 128, "dropout": None, "architecture": "cross-encoder"},
+                  "lora": {"dropout": 0.1},
                   "eval": {"average_orders": False}, "pad_to_max_length": True},
     "pipeline": {"pad_to_max_length": False},  # params.yaml as it is
 }
@@ -95,7 +96,7 @@ def run_recipe(name: str, epochs: int | None = None) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "test_accuracy": metrics["accuracy"],
         "test_f1": metrics["f1"],
-        "params": {"learning_rate": params.train.learning_rate, "batch_size": params.train.batch_size,
+        "params": {"architecture": params.model.architecture, "learning_rate": params.train.learning_rate, "batch_size": params.train.batch_size,
                    "epochs": params.train.epochs, "lora_r": params.lora.r,
                    "padding": "max_length" if recipe["pad_to_max_length"] else "length-grouped dynamic"},
     }
@@ -268,7 +269,7 @@ def report(results: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         if "test_accuracy" in r:
-            lines.append(f"| {r['recipe']} ({r['params']['padding']}, bs {r['params']['batch_size']}, "
+            lines.append(f"| {r['recipe']} ({r['params']['architecture']}, {r['params']['padding']}, bs {r['params']['batch_size']}, "
                          f"lr {r['params']['learning_rate']:g}, {r['params']['epochs']} ep) | {r['train_seconds']} | "
                          f"{r['samples_per_second']} | {r['tokens_per_second']} | {r['peak_rss_mb']} | "
                          f"{r['test_accuracy']:.4f} | {r['test_f1']:.4f} | {r['wall_seconds']} |")
