@@ -81,17 +81,18 @@ def data_section(params: Params, sizes: dict[str, int]) -> str:
             f"Split (`data.split={data.split}`, seed {data.seed}): {protocol}.{grouped} Pairs: {counts}.\n")
 
 
-def training_section(params: Params) -> str:
+def training_section(params: Params, layers: list[str]) -> str:
+    """Model, LoRA and training params; `layers` are the layers LoRA adapted (mqp.lora.adapted_layers)."""
     lora, train, model = params.lora, params.train, params.model
-    targets = lora.target_modules if lora.target_modules == "auto" else ", ".join(lora.target_modules)
+    chosen = "chosen by `lora.target_modules: auto`" if lora.target_modules == "auto" else "from `lora.target_modules`"
     head = ("P(similar) = sigmoid(scale · cosine + bias) of the two questions' embeddings "
             f"({model.pooling} pooling), scale and bias trained" if model.architecture == "bi-encoder"
             else "both questions in one input, a 2-class classification head trained with LoRA")
     return (f"## Training\n\n- Base model: `{model.name}`, as a {model.architecture}: {head}.\n"
-            f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, target modules {targets}.\n"
+            f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, on the {', '.join(layers)} layers ({chosen}).\n"
             f"- Training: {train.epochs} epochs, learning rate {train.learning_rate:g} (head {train.head_learning_rate:g}), "
             f"batch {train.batch_size}, weight decay {train.weight_decay:g}, warmup {train.warmup_ratio:g}, "
-            f"{train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
+            f"precision {train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
             "validation F1 is kept.\n")
 
 
@@ -169,7 +170,7 @@ LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two 
           "distribution only.\n")
 
 
-def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path) -> str:
+def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path, layers: list[str]) -> str:
     """The adapter's card: validation metrics of the kept epoch (finetune never reads the test split)."""
     validation = summary.get("validation") or {}
     title = f"# LoRA adapter for `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
@@ -182,11 +183,11 @@ def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: P
     else:
         results = "## Validation metrics\n\nNone: `train.epochs=0` saved the untrained adapter.\n"
     meta = metadata(params, "mqp-lora-adapter", "validation", validation, {"library_name": "peft"})
-    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params),
+    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params, layers),
                       results, adapter_usage(params, folder), LIMITS])
 
 
-def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folder: Path,
+def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folder: Path, layers: list[str],
                 sep_token: str | None, calibration: dict | None) -> str:
     """The merged model's card: test metrics with their 95% intervals and the paired comparisons."""
     library = "sentence-transformers" if params.model.architecture == "bi-encoder" else "transformers"
@@ -198,5 +199,5 @@ def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folde
                f"{lora_metrics['threshold']:g}; intervals: Wilson (accuracy), seeded bootstrap over pairs (F1, "
                f"ROC AUC).\n\n{metrics_table(lora_metrics['test'])}\nOn the same test pairs:\n\n"
                f"{comparison_table(lora_metrics)}")
-    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params), results,
+    return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params, layers), results,
                       merged_usage(params, folder, sep_token, calibration), LIMITS])

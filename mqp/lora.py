@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -79,6 +80,11 @@ def with_lora(model: nn.Module, params: Params):
     # Record the model id, not this machine's path to it.
     model.peft_config["default"].base_model_name_or_path = params.model.name
     return model
+
+
+def adapted_layers(model: nn.Module) -> list[str]:
+    """The names of the layers LoRA adapted (e.g. query, key, value, dense), for the model card."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, LoraLayer)})
 
 
 def save_trained(model: nn.Module, folder: Path) -> None:

@@ -5,7 +5,7 @@ from mqp.card import CARD_FILE, merged_card
 from mqp.cli import stage
 from mqp.export import merge, save_merged
 from mqp.files import atomic_dir, read_json
-from mqp.lora import load_trained
+from mqp.lora import adapted_layers, load_trained
 from mqp.models import load_tokenizer
 from mqp.paths import ADAPTER_DIR, DATA_METRICS, LORA_METRICS, MERGED_DIR, SPLITS
 
@@ -16,12 +16,14 @@ def main(params) -> None:
     lora_metrics = read_json(LORA_METRICS, "evaluate")
     data = read_json(DATA_METRICS, "prepare")
     tokenizer = load_tokenizer(params.model)
-    model = merge(load_trained(params, tokenizer, ADAPTER_DIR)).cpu()
+    trained = load_trained(params, tokenizer, ADAPTER_DIR)
+    layers = adapted_layers(trained)  # named before merging folds them away
+    model = merge(trained).cpu()
     with atomic_dir(MERGED_DIR) as scratch:
         calibration = save_merged(model, tokenizer, scratch, params.model.max_length, lora_metrics["threshold"])
         sizes = {split: data[split]["n"] for split in SPLITS}
         (scratch / CARD_FILE).write_text(
-            merged_card(params, lora_metrics, sizes, MERGED_DIR, tokenizer.sep_token, calibration), encoding="utf-8")
+            merged_card(params, lora_metrics, sizes, MERGED_DIR, layers, tokenizer.sep_token, calibration), encoding="utf-8")
     print(f"export: {params.model.name} + LoRA merged ({params.model.architecture}) into {MERGED_DIR}, "
           f"no PEFT needed; test accuracy {lora_metrics['test']['accuracy']:.4f} in its {CARD_FILE}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from mqp.card import CARD_FILE, adapter_card
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
-from mqp.lora import save_trained, with_lora
+from mqp.lora import adapted_layers, save_trained, with_lora
 from mqp.models import base_model, load_tokenizer
 from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TRAIN_METRICS, checkpoints_dir
 from mqp.splits import load_splits
@@ -56,7 +56,8 @@ def main(params) -> None:
         save_trained(trainer.model, scratch)
         # Replaces PEFT's bare template with this run's card (train and validation only).
         sizes = {name: len(splits[name]) for name in ("train", "validation")}
-        (scratch / CARD_FILE).write_text(adapter_card(params, summary, sizes, ADAPTER_DIR), encoding="utf-8")
+        (scratch / CARD_FILE).write_text(adapter_card(params, summary, sizes, ADAPTER_DIR,
+                                                        adapted_layers(trainer.model)), encoding="utf-8")
     write_json(TRAIN_METRICS, summary)
     print(summary_line(summary, str(trainer.args.device.type)))
 

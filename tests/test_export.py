@@ -141,6 +141,7 @@ def test_exported_project_model_scores_its_test_split_like_the_adapter(request, 
             f"{test_metrics['accuracy_ci_high']:.4f}] |") in card
     assert f"{vs_zeroshot['accuracy_diff']:+.4f} [{vs_zeroshot['diff_ci_low']:+.4f}" in card
     assert "not be used for medical decisions" in card
+    assert "on the dense, key, query, value layers" in card
 
 
 @pytest.mark.slow
@@ -161,6 +162,7 @@ def test_adapter_card_holds_the_kept_epochs_validation_metrics(request, architec
     assert f"Kept epoch {train['best_epoch']} of {train['epochs']}" in card
     assert f"grouped {params.data.folds}-fold split by `question_1`: fold {params.data.fold}" in card
     assert f"r={params.lora.r}, alpha={params.lora.alpha:g}" in card
+    assert "on the dense, key, query, value layers (chosen by `lora.target_modules: auto`)" in card  # tiny BERT's
     assert "test split" not in card.lower() and "| test" not in card
 
 

@@ -11,7 +11,7 @@ from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
-from mqp.lora import HEAD_FILE, add_lora, load_trained, lora_config, save_trained, with_lora
+from mqp.lora import HEAD_FILE, adapted_layers, add_lora, load_trained, lora_config, save_trained, with_lora
 from mqp.models import base_model, load_classifier, load_tokenizer
 from mqp.paths import ADAPTER_DIR, LORA_RESULTS, TRAIN_METRICS
 from mqp.reports import read_predictions
@@ -39,6 +39,7 @@ def test_bert_auto_targets_encoder_projections_only(tiny_bert):
     wrapped = {name for name, module in model.named_modules() if hasattr(module, "lora_A")}
     leaves = {name.rsplit(".", 1)[-1] for name in wrapped}
     assert leaves == {"query", "key", "value", "dense"}
+    assert adapted_layers(model) == ["dense", "key", "query", "value"]  # what the model card names
     assert not any("pooler" in name or "classifier" in name for name in wrapped)
     assert len(wrapped) == 2 * 6  # 2 layers x (q, k, v, attention out, intermediate, output)
 
@@ -48,6 +49,7 @@ def test_target_modules_list_is_used_as_given(tiny_bert):
     model = with_lora(base_model(params, load_tokenizer(params.model)), params)
     wrapped = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
     assert wrapped == {"query", "value"}
+    assert adapted_layers(model) == ["query", "value"]  # through the bi-encoder's encoder too
 
 
 def test_unknown_target_module_lists_the_models_layers(tiny_bert):
