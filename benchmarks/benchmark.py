@@ -172,16 +172,26 @@ def startup_times(repeats: int = 5) -> dict:
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
-    """fp32 GFLOP/s of (rows x inner) @ (inner x cols) on this machine, now: the ceiling that the
+def synchronize(device) -> None:
+    """Wait for queued GPU work, so that wall-clock times are the work's."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device, rows: int, inner: int, cols: int, repeats: int = 50) -> float:
+    """fp32 GFLOP/s of (rows x inner) @ (inner x cols) on this device, now: the ceiling that the
     training step's own matmuls are compared with."""
     import torch
 
-    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    a, b = torch.randn(rows, inner, device=device), torch.randn(inner, cols, device=device)
     a @ b  # warm-up
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * rows * inner * cols * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -194,15 +204,16 @@ def profile_steps(steps: int = 8) -> dict:
 
     from mqp.cli import quiet_libraries
     from mqp.lora import with_lora
-    from mqp.models import base_model, load_tokenizer
+    from mqp.models import base_model, device, load_tokenizer
     from mqp.params import load_params
     from mqp.splits import load_split
     from mqp.training import collator_for, optimizer_for, training_sets
 
     quiet_libraries()
     params = load_params()
+    on = device()
     tokenizer = load_tokenizer(params.model)
-    model = with_lora(base_model(params, tokenizer), params).train()
+    model = with_lora(base_model(params, tokenizer), params).to(on).train()
     train = load_split("train").sample(n=params.train.batch_size * (steps + 1), random_state=0)
     dataset, _ = training_sets(params, tokenizer, {"train": train, "validation": train.iloc[:2]})
     collator = collator_for(params, tokenizer)
@@ -213,36 +224,41 @@ def profile_steps(steps: int = 8) -> dict:
 
     def step(features) -> float:
         started = time.perf_counter()
-        batch = collator(features)
+        batch = {key: value.to(on, non_blocking=True) for key, value in collator(features).items()}
         collated = time.perf_counter() - started
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        synchronize(on)
         return collated
 
     step(batches[0])  # warm-up
     started = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as profiler:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on.type == "cuda" else [])
+    with profile(activities=activities, with_flops=True) as profiler:
         collate_seconds = sum(step(features) for features in batches[1:])
     seconds = time.perf_counter() - started
     events = profiler.key_averages()
-    total_us = sum(e.self_cpu_time_total for e in events)
-    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    # On a GPU the shares are of GPU time (what the kernels took); the step's wall time shows the rest.
+    busy = "self_device_time_total" if on.type == "cuda" else "self_cpu_time_total"
+    total_us = sum(getattr(e, busy) for e in events)
+    matmul_us = sum(getattr(e, busy) for e in events if e.key in MATMUL_OPS)
     flops = sum(e.flops for e in events)
     tokens = int(np.mean([sum(len(f[k]) for k in f if k.startswith("input_ids")) for f in features]))
     hidden = model.config.hidden_size if hasattr(model, "config") else model.encoder.config.hidden_size
-    ceiling = matmul_gflops(params.train.batch_size * tokens, hidden, 4 * hidden)
-    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]
+    ceiling = matmul_gflops(on, params.train.batch_size * tokens, hidden, 4 * hidden)
+    top = sorted(events, key=lambda e: -getattr(e, busy))[:6]
     return {
         "recipe": "profile",
         "architecture": params.model.architecture,
+        "device": on.type,
         "steps": steps,
         "step_seconds": round(seconds / steps, 3),
         "matmul_share": round(matmul_us / total_us, 3),
         "collate_share": round(collate_seconds / seconds, 3),
         "step_gflops": round(flops / seconds / 1e9, 1),
         "matmul_ceiling_gflops": round(ceiling, 1),
-        "top_ops": {e.key: round(e.self_cpu_time_total / total_us, 3) for e in top},
+        "top_ops": {e.key: round(getattr(e, busy) / total_us, 3) for e in top},
         "tokens_per_pair": tokens,
     }
 
@@ -260,19 +276,22 @@ def machine() -> str:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def report(results: list[dict]) -> str:
-    lines = [f"## {dt.date.today().isoformat()}: {machine()}", "",
-             "| recipe | train s | samples/s | tokens/s | peak RSS MB | test acc | test F1 | wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results:
-        if "test_accuracy" in r:
-            lines.append(f"| {r['recipe']} ({r['params']['architecture']}, {r['params']['padding']}, bs {r['params']['batch_size']}, "
-                         f"lr {r['params']['learning_rate']:g}, {r['params']['epochs']} ep) | {r['train_seconds']} | "
-                         f"{r['samples_per_second']} | {r['tokens_per_second']} | {r['peak_rss_mb']} | "
-                         f"{r['test_accuracy']:.4f} | {r['test_f1']:.4f} | {r['wall_seconds']} |")
+    lines = [f"## {dt.date.today().isoformat()}: {machine()}", "", f"`{' '.join(sys.argv)}`"]
+    recipes = [r for r in results if "test_accuracy" in r]
+    if recipes:
+        lines += ["", "| recipe | train s | samples/s | tokens/s | peak RSS MB | test acc | test F1 | wall s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in recipes:
+        p = r["params"]
+        lines.append(f"| {r['recipe']} ({p['architecture']}, {p['padding']}, bs {p['batch_size']}, "
+                     f"lr {p['learning_rate']:g}, {p['epochs']} ep) | {r['train_seconds']} | "
+                     f"{r['samples_per_second']} | {r['tokens_per_second']} | {r['peak_rss_mb']} | "
+                     f"{r['test_accuracy']:.4f} | {r['test_f1']:.4f} | {r['wall_seconds']} |")
     by_name = {r["recipe"]: r for r in results}
     if {"reference", "pipeline"} <= set(by_name):
         ratio = by_name["pipeline"]["samples_per_second"] / by_name["reference"]["samples_per_second"]
@@ -284,9 +303,9 @@ def report(results: list[dict]) -> str:
                   + ", ".join(f"{name} {value} s" for name, value in seconds.items())]
     profiled = by_name.get("profile")
     if profiled:
-        lines += ["", f"Training step profile ({profiled['architecture']}, {profiled['steps']} steps, "
+        lines += ["", f"Training step profile ({profiled['architecture']} on {profiled['device']}, {profiled['steps']} steps, "
                   f"{profiled['tokens_per_pair']} tokens per pair): {profiled['step_seconds']} s per step; "
-                  f"matmuls {profiled['matmul_share']:.0%} of CPU time, the collator {profiled['collate_share']:.0%}; "
+                  f"matmuls {profiled['matmul_share']:.0%} of {profiled['device']} time, the collator {profiled['collate_share']:.0%}; "
                   f"{profiled['step_gflops']} GFLOP/s against {profiled['matmul_ceiling_gflops']} GFLOP/s for a bare "
                   f"matmul of the feed-forward shape; top ops: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in profiled["top_ops"].items())]
