@@ -182,10 +182,12 @@ def test_interrupted_dvc_repro_keeps_lock_and_outputs(project, tmp_path):
     assert kept_outputs(project) == before
     # dvc.lock still matches the files on disk: only params (and DVCLive's curves) changed.
     status = json.loads(dvc("status", "--json", cwd=project).stdout)
-    assert set(status) == {"finetune"}
+    assert set(status) == {"finetune", "export"}  # the stages that read train.epochs (export: its card)
     changed = changed_outs(status, "finetune")
     assert str(ADAPTER_DIR) not in changed and str(TRAIN_METRICS) not in changed
-    assert {"changed deps": {str(PARAMS_FILE): {"train": "modified"}}} in status["finetune"]
+    for name in status:
+        assert {"changed deps": {str(PARAMS_FILE): {"train": "modified"}}} in status[name]
+    assert not changed_outs(status, "export")
 
     # The killed run left no lock behind that blocks the next one.
     run(["git", "checkout", str(PARAMS_FILE)], cwd=project)
