@@ -5,6 +5,7 @@
     python benchmarks/benchmark.py --epochs 1      # both recipes for 1 epoch (throughput only)
     python benchmarks/benchmark.py --only startup  # each stage's start-up beside torch+transformers+peft
     python benchmarks/benchmark.py --only profile  # where a training step's time goes (torch.profiler)
+    python benchmarks/benchmark.py --only precision  # fp32 against bf16 autocast, step by step
 
 Run from the repository root after `dvc repro prepare`. Each recipe trains in its own process
 (so peak RSS is its own), saves its adapter to a scratch folder, and is scored on the test
@@ -195,43 +196,77 @@ def matmul_gflops(device, rows: int, inner: int, cols: int, repeats: int = 50) -
     return 2 * rows * inner * cols * repeats / (time.perf_counter() - start) / 1e9
 
 
-def profile_steps(steps: int = 8) -> dict:
-    """Profile pipeline training steps (params.yaml's model and batch, real train pairs): the
-    share of CPU time in matmuls, the step's arithmetic rate against a bare matmul of the
-    layers' shapes, and the Python collator's share."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+class TrainingSteps:
+    """Pipeline training steps outside the Trainer: params.yaml's model with LoRA on this
+    machine's device, its optimizer, and `steps` + 1 batches of real train pairs (one to warm up)."""
 
-    from mqp.cli import quiet_libraries
-    from mqp.lora import with_lora
-    from mqp.models import base_model, device, load_tokenizer
-    from mqp.params import load_params
-    from mqp.splits import load_split
-    from mqp.training import collator_for, optimizer_for, training_sets
+    def __init__(self, steps: int):
+        import torch
 
-    quiet_libraries()
-    params = load_params()
-    on = device()
-    tokenizer = load_tokenizer(params.model)
-    model = with_lora(base_model(params, tokenizer), params).to(on).train()
-    train = load_split("train").sample(n=params.train.batch_size * (steps + 1), random_state=0)
-    dataset, _ = training_sets(params, tokenizer, {"train": train, "validation": train.iloc[:2]})
-    collator = collator_for(params, tokenizer)
-    features = [dataset[i] for i in range(len(dataset))]
-    batches = [features[i : i + params.train.batch_size] for i in range(0, len(features), params.train.batch_size)]
-    optimizer = optimizer_for(model, params) or torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=params.train.learning_rate)
+        from mqp.cli import quiet_libraries
+        from mqp.lora import with_lora
+        from mqp.models import base_model, device, load_tokenizer
+        from mqp.params import load_params
+        from mqp.splits import load_split
+        from mqp.training import collator_for, optimizer_for, training_sets
 
-    def step(features) -> float:
+        quiet_libraries()
+        self.params = params = load_params()
+        self.device = device()
+        tokenizer = load_tokenizer(params.model)
+        self.model = with_lora(base_model(params, tokenizer), params).to(self.device).train()
+        train = load_split("train").sample(n=params.train.batch_size * (steps + 1), random_state=0)
+        dataset, _ = training_sets(params, tokenizer, {"train": train, "validation": train.iloc[:2]})
+        self.collator = collator_for(params, tokenizer)
+        self.features = [dataset[i] for i in range(len(dataset))]
+        size = params.train.batch_size
+        self.batches = [self.features[i : i + size] for i in range(0, len(self.features), size)]
+        self.optimizer = optimizer_for(self.model, params) or torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=params.train.learning_rate)
+
+    def run(self, features, autocast=None) -> float:
+        """One step (collate, forward, backward, optimizer), autocast to a dtype if given;
+        returns the seconds spent collating."""
+        import torch
+
         started = time.perf_counter()
-        batch = {key: value.to(on, non_blocking=True) for key, value in collator(features).items()}
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in self.collator(features).items()}
         collated = time.perf_counter() - started
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        synchronize(on)
+        with torch.autocast(self.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            loss = self.model(**batch).loss
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        synchronize(self.device)
         return collated
 
+
+def precision_steps(steps: int = 6) -> dict:
+    """Median seconds per training step in fp32 and under bf16 autocast, alternating step by step
+    on the same batches (what train.precision: auto is chosen from)."""
+    import torch
+
+    runner = TrainingSteps(steps)
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for features in runner.batches:
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            started = time.perf_counter()
+            runner.run(features, dtype)
+            times[name].append(time.perf_counter() - started)
+    fp32, bf16 = (statistics.median(values[1:]) for values in times.values())  # the first warms up
+    return {"recipe": "precision", "device": runner.device.type, "steps": steps, "fp32_step_seconds": round(fp32, 3),
+            "bf16_step_seconds": round(bf16, 3), "bf16_over_fp32": round(bf16 / fp32, 2)}
+
+
+def profile_steps(steps: int = 8) -> dict:
+    """Profile pipeline training steps (params.yaml's model and batch, real train pairs): the
+    share of CPU (or GPU) time in matmuls, the step's arithmetic rate against a bare matmul of
+    the layers' shapes, and the Python collator's share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runner = TrainingSteps(steps)
+    on, params, model, batches, features = runner.device, runner.params, runner.model, runner.batches, runner.features
+    step = runner.run
     step(batches[0])  # warm-up
     started = time.perf_counter()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on.type == "cuda" else [])
@@ -309,6 +344,11 @@ def report(results: list[dict]) -> str:
                   f"{profiled['step_gflops']} GFLOP/s against {profiled['matmul_ceiling_gflops']} GFLOP/s for a bare "
                   f"matmul of the feed-forward shape; top ops: "
                   + ", ".join(f"{k} {v:.0%}" for k, v in profiled["top_ops"].items())]
+    precision = by_name.get("precision")
+    if precision:
+        lines += ["", f"Precision ({precision['device']}, median of {precision['steps']} alternating training steps): "
+                  f"fp32 {precision['fp32_step_seconds']} s per step, bf16 autocast {precision['bf16_step_seconds']} s "
+                  f"({precision['bf16_over_fp32']}x fp32's time)"]
     gpt2 = by_name.get("gpt2-124M step")
     if gpt2:
         lines += ["", f"GPT-2 124M, LoRA c_attn+c_proj r=8 ({gpt2['trainable_params']:,} of {gpt2['total_params']:,} "
@@ -320,13 +360,14 @@ def report(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2", "startup", "profile"], action="append")
+    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2", "startup", "profile", "precision"], action="append")
     parser.add_argument("--epochs", type=int, help="override both recipes' epochs (default: theirs, 3)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.chdir(REPO)
     if args.child:
-        parts = {"gpt2": gpt2_step_time, "startup": startup_times, "profile": profile_steps}
+        parts = {"gpt2": gpt2_step_time, "startup": startup_times, "profile": profile_steps,
+                 "precision": precision_steps}
         result = parts[args.child]() if args.child in parts else run_recipe(args.child, args.epochs)
         print(json.dumps(result))
         return
