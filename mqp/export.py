@@ -38,12 +38,19 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """The tokenizer without `local_files_only`, which records how this machine loaded it (true
+    under HF_HUB_OFFLINE) and would make the same model's files differ from machine to machine."""
+    tokenizer.init_kwargs.pop("local_files_only", None)
+    tokenizer.save_pretrained(folder)
+
+
 def save_classifier(model, tokenizer, folder: Path) -> None:
     """The merged cross-encoder as AutoModelForSequenceClassification loads it, labels named."""
     model.config.id2label = dict(LABELS)
     model.config.label2id = {label: index for index, label in LABELS.items()}
     model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
 
 
 def pooling_config(pooling: str, dimension: int) -> dict:
@@ -68,7 +75,7 @@ def save_sentence_transformer(model: BiEncoder, tokenizer, folder: Path, max_len
     """The merged bi-encoder in the sentence-transformers layout, its calibration beside it;
     returns the calibration."""
     model.encoder.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
     write_json(folder / "modules.json", ST_MODULES)
     write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
     write_json(folder / "config_sentence_transformers.json", {"similarity_fn_name": "cosine"})

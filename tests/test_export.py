@@ -99,6 +99,7 @@ def test_merged_model_scores_like_the_adapter(request, tmp_path, model_dir, arch
     merged = tmp_path / paths.MERGED_DIR
     assert (merged / "model.safetensors").exists() and not list(merged.glob("*.bin"))
     assert not (merged / "adapter_config.json").exists()
+    assert "local_files_only" not in read_json(merged / "tokenizer_config.json")  # the same bytes online and offline
     config = read_json(merged / "config.json")
     if architecture == "cross-encoder":
         assert config["id2label"] == {str(k): v for k, v in LABELS.items()}
