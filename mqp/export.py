@@ -4,10 +4,10 @@ loading it needs neither PEFT nor this project."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mqp.biencoder import BiEncoder
+from mqp.files import write_json
 from mqp.paths import CALIBRATION_JSON
 
 LABELS = {0: "different", 1: "similar"}
@@ -30,12 +30,6 @@ def merge(model):
         model.encoder = model.encoder.merge_and_unload()
         return model
     return model.merge_and_unload()
-
-
-def write_json(path: Path, data) -> None:
-    """A small JSON file inside a scratch folder (mqp.files.atomic_dir makes the whole folder atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
