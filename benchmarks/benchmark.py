@@ -6,6 +6,7 @@
     python benchmarks/benchmark.py --only startup  # each stage's start-up beside torch+transformers+peft
     python benchmarks/benchmark.py --only profile  # where a training step's time goes (torch.profiler)
     python benchmarks/benchmark.py --only precision  # fp32 against bf16 autocast, step by step
+    python benchmarks/benchmark.py --only grouping   # a question_1 embedded once per batch, or per pair
 
 Run from the repository root after `dvc repro prepare`. Each recipe trains in its own process
 (so peak RSS is its own), saves its adapter to a scratch folder, and is scored on the test
@@ -200,7 +201,9 @@ class TrainingSteps:
     """Pipeline training steps outside the Trainer: params.yaml's model with LoRA on this
     machine's device, its optimizer, and `steps` + 1 batches of real train pairs (one to warm up)."""
 
-    def __init__(self, steps: int):
+    def __init__(self, steps: int, grouped: bool = False):
+        """grouped: whole question_1 groups in finetune's order (QuestionGroupedSampler), not a
+        random sample of pairs."""
         import torch
 
         from mqp.cli import quiet_libraries
@@ -208,18 +211,25 @@ class TrainingSteps:
         from mqp.models import base_model, device, load_tokenizer
         from mqp.params import load_params
         from mqp.splits import load_split
-        from mqp.training import collator_for, optimizer_for, training_sets
+        from mqp.training import QuestionGroupedSampler, collator_for, optimizer_for, training_sets
 
         quiet_libraries()
         self.params = params = load_params()
         self.device = device()
+        size = params.train.batch_size
         tokenizer = load_tokenizer(params.model)
         self.model = with_lora(base_model(params, tokenizer), params).to(self.device).train()
-        train = load_split("train").sample(n=params.train.batch_size * (steps + 1), random_state=0)
+        train = load_split("train")
+        if grouped:
+            questions = train["question_1"].drop_duplicates().sample(n=size // 2 * (steps + 1), random_state=0)
+            train = train[train["question_1"].isin(questions)]
+        else:
+            train = train.sample(n=size * (steps + 1), random_state=0)
         dataset, _ = training_sets(params, tokenizer, {"train": train, "validation": train.iloc[:2]})
         self.collator = collator_for(params, tokenizer)
-        self.features = [dataset[i] for i in range(len(dataset))]
-        size = params.train.batch_size
+        order = (QuestionGroupedSampler(list(dataset["group"]), list(dataset["length"]), size, torch.Generator().manual_seed(0))
+                 if grouped else range(len(dataset)))
+        self.features = [dataset[i] for i in order]
         self.batches = [self.features[i : i + size] for i in range(0, len(self.features), size)]
         self.optimizer = optimizer_for(self.model, params) or torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=params.train.learning_rate)
@@ -256,6 +266,32 @@ def precision_steps(steps: int = 6) -> dict:
     fp32, bf16 = (statistics.median(values[1:]) for values in times.values())  # the first warms up
     return {"recipe": "precision", "device": runner.device.type, "steps": steps, "fp32_step_seconds": round(fp32, 3),
             "bf16_step_seconds": round(bf16, 3), "bf16_over_fp32": round(bf16 / fp32, 2)}
+
+
+def grouping_steps(steps: int = 8) -> dict:
+    """The bi-encoder's batches of whole question_1 groups: median seconds per training step with
+    each question_1 embedded once (finetune) against once per pair, alternating step by step on
+    the same batches; and the texts each way runs through the encoder."""
+    runner = TrainingSteps(steps, grouped=True)
+    model = runner.model
+    if not hasattr(model, "embed_each_once"):
+        return {"recipe": "grouping", "skipped": "model.architecture is not bi-encoder"}
+    times: dict[str, list[float]] = {"once": [], "per_pair": []}
+    for features in runner.batches:
+        for name in times:
+            if name == "per_pair":
+                model.embed_each_once = model.embed  # every row through the encoder
+            started = time.perf_counter()
+            runner.run(features)
+            times[name].append(time.perf_counter() - started)
+            if name == "per_pair":
+                del model.embed_each_once
+    once, per_pair = (statistics.median(values[1:]) for values in times.values())  # the first warms up
+    texts = {"once": sum(len({tuple(f["input_ids_1"]) for f in b}) + len(b) for b in runner.batches[1:]),
+             "per_pair": sum(2 * len(b) for b in runner.batches[1:])}
+    return {"recipe": "grouping", "device": runner.device.type, "steps": steps, "once_step_seconds": round(once, 3),
+            "per_pair_step_seconds": round(per_pair, 3), "once_over_per_pair": round(once / per_pair, 2),
+            "texts_once": texts["once"], "texts_per_pair": texts["per_pair"]}
 
 
 def profile_steps(steps: int = 8) -> dict:
@@ -349,6 +385,12 @@ def report(results: list[dict]) -> str:
         lines += ["", f"Precision ({precision['device']}, median of {precision['steps']} alternating training steps): "
                   f"fp32 {precision['fp32_step_seconds']} s per step, bf16 autocast {precision['bf16_step_seconds']} s "
                   f"({precision['bf16_over_fp32']}x fp32's time)"]
+    grouping = by_name.get("grouping")
+    if grouping and "skipped" not in grouping:
+        lines += ["", f"Question_1 groups ({grouping['device']}, median of {grouping['steps']} alternating bi-encoder "
+                  f"training steps on the same batches): each question_1 embedded once {grouping['once_step_seconds']} s "
+                  f"per step, once per pair {grouping['per_pair_step_seconds']} s ({grouping['once_over_per_pair']}x the "
+                  f"time; {grouping['texts_once']} against {grouping['texts_per_pair']} texts encoded)"]
     gpt2 = by_name.get("gpt2-124M step")
     if gpt2:
         lines += ["", f"GPT-2 124M, LoRA c_attn+c_proj r=8 ({gpt2['trainable_params']:,} of {gpt2['total_params']:,} "
@@ -360,14 +402,14 @@ def report(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2", "startup", "profile", "precision"], action="append")
+    parser.add_argument("--only", choices=["reference", "pipeline", "gpt2", "startup", "profile", "precision", "grouping"], action="append")
     parser.add_argument("--epochs", type=int, help="override both recipes' epochs (default: theirs, 3)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.chdir(REPO)
     if args.child:
         parts = {"gpt2": gpt2_step_time, "startup": startup_times, "profile": profile_steps,
-                 "precision": precision_steps}
+                 "precision": precision_steps, "grouping": grouping_steps}
         result = parts[args.child]() if args.child in parts else run_recipe(args.child, args.epochs)
         print(json.dumps(result))
         return

@@ -45,13 +45,24 @@ class BiEncoder(nn.Module):
             inputs["token_type_ids"] = token_type_ids
         return pool(self.encoder(**inputs).last_hidden_state, attention_mask, self.pooling)
 
+    def embed_each_once(self, **inputs) -> torch.Tensor:
+        """embed(), with a row that repeats within the batch (a question_1 in both its pairs)
+        run through the encoder once and its embedding reused: the gradient sums over the uses,
+        as it would over copies (dropout aside, which copies would draw apart)."""
+        unique, inverse = torch.unique(inputs["input_ids"], dim=0, return_inverse=True)
+        if len(unique) == len(inverse):
+            return self.embed(**inputs)
+        positions = torch.arange(len(inverse), device=inverse.device)
+        first = torch.empty(len(unique), dtype=torch.long, device=inverse.device).scatter_(0, inverse, positions)
+        return self.embed(**{key: value[first] for key, value in inputs.items()})[inverse]
+
     def logit(self, cosine: torch.Tensor) -> torch.Tensor:
         return self.scale * cosine + self.bias
 
     def forward(self, labels=None, **inputs) -> SequenceClassifierOutput:
         first, second = ({key.removesuffix("_" + side): value for key, value in inputs.items()
                           if key.endswith("_" + side)} for side in SIDES)
-        logit = self.logit((self.embed(**first) * self.embed(**second)).sum(-1))
+        logit = self.logit((self.embed_each_once(**first) * self.embed_each_once(**second)).sum(-1))
         loss = None
         if labels is not None:
             loss = nn.functional.binary_cross_entropy_with_logits(logit, labels.to(logit.dtype))

@@ -63,9 +63,11 @@ def embed(encoder, tokenizer, texts, max_length: int, batch_size: int, pooling: 
 
 
 def cosine(encoder, tokenizer, question_1, question_2, max_length: int, batch_size: int, pooling: str) -> np.ndarray:
-    """Cosine similarity of each pair's two sentence embeddings."""
-    first = embed(encoder, tokenizer, question_1, max_length, batch_size, pooling)
-    second = embed(encoder, tokenizer, question_2, max_length, batch_size, pooling)
+    """Cosine similarity of each pair's two sentence embeddings. Each distinct question is
+    embedded once: in MQP every question_1 is in two pairs, so that is a quarter fewer texts."""
+    texts, where = np.unique(np.array([*question_1, *question_2], dtype=object), return_inverse=True)
+    vectors = embed(encoder, tokenizer, texts, max_length, batch_size, pooling)
+    first, second = vectors[where[: len(where) // 2]], vectors[where[len(where) // 2 :]]
     return (first * second).sum(axis=1).astype(np.float64)
 
 

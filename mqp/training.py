@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
+from torch.utils.data import Sampler
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from mqp.biencoder import SIDES, BiEncoder
 from mqp.inference import encode_pairs
@@ -48,22 +50,23 @@ def pair_dataset(table: pd.DataFrame, tokenizer, max_length: int, swapped: bool 
 
 
 def question_dataset(table: pd.DataFrame, tokenizer, max_length: int) -> Dataset:
-    """Bi-encoder inputs: each question tokenised alone (`*_1`, `*_2` columns), and `length`."""
+    """Bi-encoder inputs: each question tokenised alone (`*_1`, `*_2` columns), `length`, and
+    `group`, the same number for the pairs that share a question_1 (QuestionGroupedSampler)."""
     columns = {"labels": table["label"].tolist()}
     for side, column in zip(SIDES, ("question_1", "question_2")):
         encoded = tokenizer(list(table[column]), truncation=True, max_length=max_length)
         columns.update({f"{key}_{side}": values for key, values in encoded.items()})
     columns["length"] = [len(a) + len(b) for a, b in zip(columns["input_ids_1"], columns["input_ids_2"])]
+    columns["group"] = pd.factorize(table["question_1"])[0].tolist()
     return Dataset.from_dict(columns)
 
 
 def training_sets(params: Params, tokenizer, splits: dict[str, pd.DataFrame]) -> tuple[Dataset, Dataset]:
-    """The train and validation datasets of model.architecture; validation length-sorted, so the
-    per-epoch evaluation pads little."""
+    """The train and validation datasets of model.architecture (batched by length: PairTrainer)."""
     max_length = params.model.max_length
     if params.model.architecture == "bi-encoder":
         return (question_dataset(splits["train"], tokenizer, max_length),
-                question_dataset(splits["validation"], tokenizer, max_length).sort("length"))
+                question_dataset(splits["validation"], tokenizer, max_length))
     return (pair_dataset(splits["train"], tokenizer, max_length, swapped=params.train.swap_questions),
             pair_dataset(splits["validation"], tokenizer, max_length).sort("length"))
 
@@ -178,9 +181,52 @@ def optimizer_for(model, params: Params):
     ])
 
 
+class QuestionGroupedSampler(Sampler):
+    """The Trainer's group_by_length order (shuffled, then sorted by length within mega-batches)
+    over groups of pairs instead of single pairs. Both pairs of a question_1 then sit side by side
+    and share a batch, where the bi-encoder embeds that question once (BiEncoder.forward): a
+    quarter fewer texts per step, with the same loss as embedding it twice."""
+
+    def __init__(self, groups: list[int], lengths: list[int], batch_size: int, generator=None):
+        members: dict[int, list[int]] = {}
+        for index, group in enumerate(groups):
+            members.setdefault(group, []).append(index)
+        self.groups = list(members.values())
+        self.group_lengths = [max(lengths[i] for i in group) for group in self.groups]
+        # A mega-batch of as many pairs as the Trainer's own sampler takes.
+        self.groups_per_batch = max(1, round(batch_size * len(self.groups) / len(groups)))
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self.groups)
+
+    def __iter__(self):
+        order = get_length_grouped_indices(self.group_lengths, self.groups_per_batch, generator=self.generator)
+        return iter([index for group in order for index in self.groups[group]])
+
+
+class PairTrainer(Trainer):
+    """The Trainer, with QuestionGroupedSampler for datasets that have a `group` column."""
+
+    def _grouped_sampler(self, dataset, batch_size: int, generator=None):
+        if "group" not in getattr(dataset, "column_names", ()):
+            return None
+        return QuestionGroupedSampler(list(dataset["group"]), list(dataset["length"]), batch_size, generator)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return self._grouped_sampler(dataset, self.args.train_batch_size) or super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # One mega-batch: validation is sorted by length outright (least padding), the same every epoch.
+        generator = torch.Generator().manual_seed(self.args.data_seed)
+        return (self._grouped_sampler(eval_dataset, len(eval_dataset), generator)
+                or super()._get_eval_sampler(eval_dataset))
+
+
 def make_trainer(model, params: Params, tokenizer, datasets: tuple[Dataset, Dataset], args: TrainingArguments,
                  collator, callbacks: list) -> Trainer:
-    return Trainer(
+    return PairTrainer(
         model=model,
         args=args,
         train_dataset=datasets[0],

@@ -41,6 +41,35 @@ def test_forward_is_a_sigmoid_of_the_scaled_cosine(tiny_bert):
         torch.testing.assert_close(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(logit, labels.float()))
 
 
+def test_a_question_repeated_in_a_batch_is_encoded_once_with_the_same_loss_and_gradients(tiny_bert):
+    """Both pairs of a question_1 in one batch (QuestionGroupedSampler): the encoder sees it once,
+    and training is unchanged: the loss and every gradient are those of encoding each copy."""
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    tokenizer = load_tokenizer(params.model)
+    model = with_lora(base_model(params, tokenizer), params)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    first = [QUESTIONS_1[0], QUESTIONS_1[0], QUESTIONS_1[1], QUESTIONS_1[1], QUESTIONS_1[2]]
+    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (first, QUESTIONS_2 + QUESTIONS_1[:2])]
+    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
+    labels = torch.tensor([1, 0, 1, 0, 1])
+    rows = []
+    hook = model.encoder.register_forward_hook(lambda module, args, kwargs, out: rows.append(len(kwargs["input_ids"])),
+                                               with_kwargs=True)
+    model(labels=labels, **inputs).loss.backward()
+    hook.remove()
+    assert rows == [3, 5]  # question_1: three distinct of five
+    once = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    logit = model.logit((model.embed(**sides[0]) * model.embed(**sides[1])).sum(-1))
+    torch.nn.functional.binary_cross_entropy_with_logits(logit, labels.float()).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(once[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_head_state_round_trips(tiny_bert):
     params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
     model = base_model(params, load_tokenizer(params.model))

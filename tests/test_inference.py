@@ -83,6 +83,24 @@ def test_embeddings_are_unit_vectors_and_cosine_is_their_dot(tiny_bert, pooling)
     assert cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_1, 32, 2, pooling) == pytest.approx(np.ones(3), abs=1e-5)
 
 
+def test_cosine_embeds_each_distinct_question_once(tiny_bert, monkeypatch):
+    """As in MQP, each question_1 comes in two pairs; the scores are those of embedding every pair."""
+    params = tiny_params(tiny_bert)
+    tokenizer = load_tokenizer(params.model)
+    encoder = load_encoder(params.model).eval()
+    question_1 = [QUESTIONS_1[0], QUESTIONS_1[0], QUESTIONS_1[1], QUESTIONS_1[1]]
+    question_2 = [QUESTIONS_2[0], QUESTIONS_2[1], QUESTIONS_2[2], QUESTIONS_1[0]]
+    first = embed(encoder, tokenizer, question_1, 32, 2, "mean")
+    second = embed(encoder, tokenizer, question_2, 32, 2, "mean")
+    embedded = []
+    real_embed = inference.embed
+    monkeypatch.setattr(inference, "embed", lambda encoder, tokenizer, texts, *args: embedded.extend(texts)
+                        or real_embed(encoder, tokenizer, texts, *args))
+    similarity = cosine(encoder, tokenizer, question_1, question_2, 32, 2, "mean")
+    assert sorted(embedded) == sorted({*question_1, *question_2}) and len(embedded) == 5
+    assert similarity == pytest.approx((first * second).sum(axis=1), abs=1e-5)
+
+
 class DeviceSpy(torch.nn.Module):
     """A model that claims to live on `device` and records the device of every input it gets;
     its outputs are CPU zeros, so scoring can finish on a machine without that device."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,9 +16,9 @@ from helpers import tiny_params
 from mqp.lora import with_lora
 from mqp.models import base_model, load_tokenizer
 from mqp.paths import checkpoints_dir
-from mqp.training import (PairCollator, QuestionPairCollator, collator_for, fit, make_trainer, mixed_precision,
-                          optimizer_for, pair_dataset, process_alive, remove_stale_checkpoints, training_arguments,
-                          training_sets)
+from mqp.training import (PairCollator, QuestionGroupedSampler, QuestionPairCollator, collator_for, fit, make_trainer,
+                          mixed_precision, optimizer_for, pair_dataset, process_alive, remove_stale_checkpoints,
+                          training_arguments, training_sets)
 
 N = 200
 
@@ -71,13 +72,53 @@ def test_training_sets_follow_the_params(tiny_bert, tokenizer, table, architectu
     params = tiny_params(tiny_bert, {"model.architecture": architecture, "train.swap_questions": swap})
     train, validation = training_sets(params, tokenizer, {"train": table, "validation": table.iloc[:50]})
     assert len(train) == N and len(validation) == 50
-    assert validation["length"] == sorted(validation["length"])  # less padding per evaluation batch
     if architecture == "bi-encoder":
-        assert {"input_ids_1", "input_ids_2", "labels", "length"} <= set(train.column_names)
+        assert {"input_ids_1", "input_ids_2", "labels", "length", "group"} <= set(train.column_names)
     else:
+        assert list(validation["length"]) == sorted(validation["length"])  # less padding per evaluation batch
         assert ("swapped_input_ids" in train.column_names) is swap
         assert "swapped_input_ids" not in validation.column_names  # validation is scored in the given order
         assert isinstance(collator_for(params, tokenizer), PairCollator)
+
+
+def test_pairs_of_a_question_1_share_a_group(tiny_bert, tokenizer):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
+    table = pd.DataFrame({"question_1": ["a b", "c d", "a b", "e f", "c d"], "question_2": ["x", "y", "z", "w", "v"],
+                          "label": [1, 1, 0, 1, 0]})
+    train, _ = training_sets(params, tokenizer, {"train": table, "validation": table})
+    assert list(train["group"]) == [0, 1, 0, 2, 1]
+
+
+def grouped_batches(groups, lengths, batch_size, seed=0) -> list[list[int]]:
+    order = list(QuestionGroupedSampler(groups, lengths, batch_size, torch.Generator().manual_seed(seed)))
+    assert sorted(order) == list(range(len(groups)))  # every pair once
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def test_grouped_sampler_puts_both_pairs_of_a_question_1_in_one_batch():
+    groups = [i // 2 for i in range(200)]  # MQP: two pairs per question_1
+    lengths = [10 + (i // 2) % 37 for i in range(200)]
+    batches = grouped_batches(groups, lengths, 16)
+    assert all(sorted(groups[i] for i in batch) == sorted(2 * [groups[i] for i in batch[::2]]) for batch in batches)
+
+    def spread(batches) -> float:  # the mean length range within a batch
+        return np.mean([max(lengths[i] for i in batch) - min(lengths[i] for i in batch) for batch in batches])
+
+    shuffled = np.random.default_rng(0).permutation(200).tolist()
+    assert spread(batches) < spread([shuffled[i : i + 16] for i in range(0, 200, 16)]) / 2  # still length-grouped
+    assert grouped_batches(groups, lengths, 16, seed=0) == grouped_batches(groups, lengths, 16, seed=0)
+    assert grouped_batches(groups, lengths, 16, seed=0) != grouped_batches(groups, lengths, 16, seed=1)
+
+
+def test_biencoder_trainer_samples_by_question_1_and_cross_encoder_by_pair(tiny_bert, tokenizer, table, tmp_path):
+    for architecture, grouped in (("bi-encoder", True), ("cross-encoder", False)):
+        params = tiny_params(tiny_bert, {"model.architecture": architecture})
+        trainer = make_trainer(with_lora(base_model(params, tokenizer), params), params, tokenizer,
+                               training_sets(params, tokenizer, {"train": table, "validation": table.iloc[:50]}),
+                               training_arguments(params, tmp_path / architecture, report_to=[]),
+                               collator_for(params, tokenizer), callbacks=[])
+        samplers = trainer._get_train_sampler(), trainer._get_eval_sampler(trainer.eval_dataset)
+        assert all(isinstance(sampler, QuestionGroupedSampler) is grouped for sampler in samplers)
 
 
 def test_biencoder_head_trains_at_its_own_learning_rate(tiny_bert, tokenizer):
