@@ -215,13 +215,14 @@ class PairTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return self._grouped_sampler(dataset, self.args.train_batch_size) or super()._get_train_sampler(train_dataset)
+        sampler = self._grouped_sampler(dataset, self.args.train_batch_size)
+        return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
         # One mega-batch: validation is sorted by length outright (least padding), the same every epoch.
         generator = torch.Generator().manual_seed(self.args.data_seed)
-        return (self._grouped_sampler(eval_dataset, len(eval_dataset), generator)
-                or super()._get_eval_sampler(eval_dataset))
+        sampler = self._grouped_sampler(eval_dataset, len(eval_dataset), generator)
+        return sampler if sampler is not None else super()._get_eval_sampler(eval_dataset)
 
 
 def make_trainer(model, params: Params, tokenizer, datasets: tuple[Dataset, Dataset], args: TrainingArguments,

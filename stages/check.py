@@ -4,7 +4,6 @@ CI runs it after `dvc repro`; `python -m stages.check` works the same for you. I
 against the zero-shot baseline the same way; that one informs, it does not gate.
 """
 
-import sys
 
 from mqp.cli import stage
 from mqp.errors import PipelineError

@@ -1,6 +1,6 @@
 """kfold: pool grouped k-fold experiments into one table per model, over every pair of MQP.
 
-    dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw   # one experiment per test fold
+    dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw evaluate   # one experiment per test fold
     dvc queue start                                                # then wait for `dvc queue status`
     python -m stages.kfold                                         # this table
 
@@ -109,7 +109,7 @@ def summarise(exp_show: list[dict]) -> list[dict]:
     groups = configurations(finished_runs(exp_show))
     if not groups:
         raise PipelineError("no finished kfold experiments with metrics: run `dvc exp run --queue -S "
-                            "'data.fold=range(0,5)' -C data/raw`, then `dvc queue start`, and wait for them")
+                            "'data.fold=range(0,5)' -C data/raw evaluate`, then `dvc queue start`, and wait for them")
     varying = {k for config in groups for k, _ in config} if len(groups) > 1 else set()
     varying = {k for k in varying if len({dict(c).get(k) for c in groups}) > 1}
     summaries = []

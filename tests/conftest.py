@@ -13,25 +13,27 @@ import uuid
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from helpers import (DEFAULT_ARCHITECTURE, PROJECT_OF, STAGE_ENV, WandbRun, copy_project, dvc, gpt2_tokenizer,
-                     in_process_project, no_network_prefix, repro_project, set_params)
+from helpers import (DEFAULT_ARCHITECTURE, STAGE_ENV, XDIST_WORKER, WandbRun, copy_project, dvc, gpt2_tokenizer,
+                     in_process_project, no_network_prefix, repro_project, set_params, shared_dir)
 
-# Under pytest-xdist (--dist loadgroup), the tests of a shared project run on one worker, which
-# builds it once; a test file with its own xdist_group mark keeps it.
-SHARED_GROUPS = {"trained_project": "trained", **{fixture: "trained" if arch == DEFAULT_ARCHITECTURE else arch
-                                                 for arch, fixture in PROJECT_OF.items()}}
+# pytest.ini runs a pytest-xdist worker per core, each with the files it is sent whole (`--dist
+# loadfile`): a file's tests share the session projects they build, on one worker; trained_project
+# is trained once for all workers.
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker, and per stage it starts
+
+# Sent out first: the file that trains projects of its own, for one worker to run while another
+# trains trained_project.
+FIRST_FILES = ("test_kfold.py",)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        for fixture, group in SHARED_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):  # its fixtures and theirs
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+    if XDIST_WORKER:
+        # Files go out in the order of their first test (`--no-loadscope-reorder`): FIRST_FILES,
+        # then those with slow tests, so that no minute-long file is left for last.
+        items.sort(key=lambda item: (item.path.name not in FIRST_FILES, item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +72,17 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 def trained_project(tmp_path_factory, tiny_bert) -> tuple[Path, str]:
     """The pipeline as params.yaml has it (its model.architecture) on the tiny BERT: `dvc repro`
     from scratch, committed as users do before experimenting; and the output of that run. Read it,
-    never change it: copy it first (helpers.copy_project)."""
-    return repro_project(tmp_path_factory.mktemp("trained") / "project", tiny_bert,
-                         {"model.architecture": DEFAULT_ARCHITECTURE})
+    never change it: copy it first (helpers.copy_project).
+
+    Trained once per run: the first worker to need it trains it in shared_dir while the others
+    wait, and each worker gets a copy of its own (DVC commands in one repo would block each other)."""
+    shared = shared_dir(tmp_path_factory) / "trained"
+    log = shared / "repro.log"
+    with FileLock(f"{shared}.lock"):
+        if not log.exists():
+            _, output = repro_project(shared / "project", tiny_bert, {"model.architecture": DEFAULT_ARCHITECTURE})
+            log.write_text(output)
+    return copy_project(shared / "project", tmp_path_factory.mktemp("trained") / "project"), log.read_text()
 
 
 @pytest.fixture(scope="session")
@@ -107,12 +117,13 @@ def gpt2_biencoder_project(tmp_path_factory, tiny_gpt2) -> tuple[Path, str, list
 
 
 @pytest.fixture(scope="session")
-def untrained_project(tmp_path_factory, trained_project) -> Path:
+def untrained_project(tmp_path_factory, trained_project) -> tuple[Path, str]:
     """A copy of trained_project after `dvc exp run -n base-model -S train.epochs=0`: the
-    workspace holds the untrained adapter's results, HEAD the trained run's."""
+    workspace holds the untrained adapter's results, HEAD the trained run's; and that command's
+    output."""
     project = copy_project(trained_project[0], tmp_path_factory.mktemp("untrained") / "project")
-    dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", cwd=project)
-    return project
+    result = dvc("exp", "run", "-n", "base-model", "-S", "train.epochs=0", cwd=project)
+    return project, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="session")

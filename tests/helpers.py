@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mqp import paths
@@ -46,6 +47,7 @@ PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder
 
 # params.yaml's own architecture: trained_project's.
 DEFAULT_ARCHITECTURE = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text(encoding="utf-8"))["model"]["architecture"]
+
 
 # What a scratch project changes in params.yaml: small and quick, still the pipeline's code paths.
 PROJECT_OVERRIDES = {
@@ -147,7 +149,6 @@ def read_json(path: Path) -> dict:
 
 def gpt2_tokenizer():
     """The real GPT-2 BPE tokenizer from shared/gpt2-tokenizer (skips the test without it)."""
-    import pytest
     from transformers import GPT2Tokenizer
 
     if not (GPT2_TOKENIZER / "encoder.json").exists():
@@ -313,7 +314,6 @@ def in_process_project(path: Path, model_dir: Path, overrides: dict[str, Any] | 
     """make_workdir, then every stage's main() in this process (no new Python per stage), with the
     working directory and the environment variables the stages set put back afterwards; and the
     stages' stdout. With a network_attempts list, behind guard_network, which fills it."""
-    import pytest
     from stages import baseline, evaluate, export, finetune, prepare, zeroshot
 
     project = make_workdir(path, model_dir, overrides=overrides)
@@ -375,6 +375,16 @@ def guard_network(patch, attempts: list | None = None) -> list:
     patch.setattr(socket, "getaddrinfo", getaddrinfo)
     patch.setattr(socket, "create_connection", create_connection)
     return attempts
+
+
+# This process's pytest-xdist worker id ("gw0", ...), or None without pytest-xdist.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def shared_dir(tmp_path_factory) -> Path:
+    """A scratch folder that every pytest-xdist worker of this run sees (basetemp without workers)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if XDIST_WORKER else base
 
 
 def copy_project(source: Path, path: Path) -> Path:

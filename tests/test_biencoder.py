@@ -1,6 +1,6 @@
 """The bi-encoder (model.architecture: bi-encoder): mqp.biencoder's pooling and similarity head,
 symmetric scores, and the pipeline on GPT-2 with last-token pooling. (Its `dvc repro`, reload and
-train.epochs=0 runs are test_pipeline.py's and test_lora.py's, for both architectures.)"""
+train.epochs=0 runs are test_untrained.py's and test_lora.py's, for both architectures.)"""
 
 import numpy as np
 import pytest

@@ -1,9 +1,8 @@
 """stages.check, the CI gate: exit 0 only when LoRA beats the base model on test accuracy with
-McNemar p < 0.05; LoRA vs zero-shot is reported, not gated; a missing or broken metrics file is one
-line, never a traceback."""
+McNemar p < 0.05 (the untrained run that fails it: test_untrained.py); LoRA vs zero-shot is
+reported, not gated; a missing or broken metrics file is one line, never a traceback."""
 
 import json
-import re
 import sys
 
 import pytest
@@ -82,15 +81,3 @@ def test_trained_lora_passes(trained_project):
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0].endswith(": significantly better")
     assert lines[1].startswith("check: LoRA vs zeroshot: accuracy ")
-
-
-@pytest.mark.slow
-def test_untrained_lora_fails(untrained_project):
-    """train.epochs=0: LoRA is the base model, so not significantly better than it."""
-    result = stage("check", untrained_project, check=False)
-    assert result.returncode == 1
-    assert result.stderr == "check: error: LoRA is not significantly better than base (p < 0.05 required)\n"
-    # Tango's interval of a paired difference is not empty at zero discordant pairs.
-    assert re.fullmatch(r"check: LoRA vs base: accuracy \+0\.0000 \[-0\.\d{4}, \+0\.\d{4}\], McNemar p 1 "
-                        r"\(0 pairs only LoRA got right, 0 only base\): NOT significantly better",
-                        result.stdout.splitlines()[0]), result.stdout

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, REPO, make_workdir, one_error_line, project_params,
-                     read_json, run, stage, tiny_params)
+from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, REPO, make_workdir, one_error_line,
+                     project_params, read_json, run, stage, tiny_params)
 from mqp import paths
 from mqp.card import CARD_FILE, base_license, merged_usage
 from mqp.export import LABELS, merge, save_merged

@@ -22,8 +22,8 @@ from helpers import STAGES, commit, copy_project, dvc, read_json, run, set_param
 from mqp.paths import (ADAPTER_DIR, BASE_METRICS, DATA_METRICS, LORA_METRICS, PARAMS_FILE, TMP_DIR, TRAIN_METRICS,
                        ZEROSHOT_METRICS)
 
-# Its tests run in order on one project; under xdist, on one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interruption")]
+# Its tests run in order on one project (pytest-xdist sends the file whole to one worker).
+pytestmark = pytest.mark.slow
 
 # Written byte-identically by two runs with the same params and seed.
 STABLE_METRICS = (BASE_METRICS, LORA_METRICS, ZEROSHOT_METRICS, DATA_METRICS)

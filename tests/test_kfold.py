@@ -81,7 +81,7 @@ def test_no_finished_experiments_is_one_clear_error():
 @pytest.mark.slow
 def test_queued_folds_run_through_dvc_and_pool_over_every_pair(tmp_path, tiny_bert):
     project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
-    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-C", str(paths.RAW_CSV.parent), cwd=project)
+    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-C", str(paths.RAW_CSV.parent), "evaluate", cwd=project)
     run_queue(project, jobs=2)  # the two folds side by side: the suite's slowest test, ~1.7x quicker
     result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
     summary, = read_json(project / "kfold.json")["configurations"]

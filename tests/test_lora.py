@@ -6,8 +6,8 @@ import torch
 from safetensors import safe_open
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project_params, read_json, repo_params,
-                     set_params, tiny_params)
+from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project_params, read_json,
+                     repo_params, set_params, tiny_params)
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
@@ -149,12 +149,11 @@ def test_adapter_of_the_other_architecture_is_refused(tmp_path, tiny_bert):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture", [pytest.param(fixture, marks=pytest.mark.xdist_group(architecture), id=architecture)
-                                     for architecture, fixture in PROJECT_OF.items()])
-def test_reloaded_adapter_reproduces_evaluates_predictions(request, fixture, monkeypatch):
+@pytest.mark.parametrize("architecture", sorted(PROJECT_OF))
+def test_reloaded_adapter_reproduces_evaluates_predictions(request, architecture, monkeypatch):
     """The adapter a `dvc repro` saved, reloaded in a fresh model, gives the probabilities that
     evaluate wrote."""
-    project, _ = request.getfixturevalue(fixture)
+    project, _ = request.getfixturevalue(PROJECT_OF[architecture])
     monkeypatch.chdir(project)
     params = project_params(project)
     tokenizer = load_tokenizer(params.model)

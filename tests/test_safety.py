@@ -1,14 +1,14 @@
-"""Safety: no pickles, no remote code, safetensors only, no leaked W&B key, no network calls.
+"""Safety: no pickles, no remote code, safetensors only, no network calls (the W&B key never
+written: test_tracking.py, with the W&B run).
 
 Source scans of mqp/ and stages/ catch a regression before it runs; the runtime checks load a
-model folder holding only a (booby-trapped) pytorch_model.bin, run the pipeline with a W&B key set
-and look for it in every file, and run every stage in-process behind a socket guard.
+model folder holding only a (booby-trapped) pytorch_model.bin, and run every stage in-process
+behind a socket guard.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import pickle
 import re
 import shutil
@@ -162,20 +162,6 @@ def test_pickle_only_adapter_is_never_loaded(tmp_path, tiny_bert):
     with pytest.raises(PipelineError, match="no trained adapter"):
         load_trained(params, load_tokenizer(params.model), adapter)
     assert not marker.exists()
-
-
-# --- the W&B key stays in the environment ---------------------------------------------------
-
-
-@pytest.mark.slow
-def test_wandb_key_never_written(wandb_project):
-    project, home, secret = wandb_project.project, wandb_project.home, wandb_project.secret
-    assert len(list((project / "wandb").glob("offline-run-*"))) == 2  # W&B really ran: training and evaluation
-    assert secret not in wandb_project.output
-    needle = secret.encode()
-    leaks = [str(path) for root in (project, home) for path in root.rglob("*")
-             if path.is_file() and not path.is_symlink() and needle in path.read_bytes()]
-    assert not leaks, f"WANDB_API_KEY written to {leaks}"
 
 
 # --- no network with model and data local ----------------------------------------------------

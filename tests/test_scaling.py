@@ -36,9 +36,14 @@ def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_pr
 
 def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
     project = copy_project(trained_project[0], tmp_path / "project")
-    dvc("exp", "run", "--queue", "-S", "lora.r=2,4", "-S", "train.epochs=1", cwd=project)
+    dvc("exp", "run", "--queue", "-S", "lora.r=2,4", "-S", "train.epochs=1", "evaluate", cwd=project)  # as the README
     run_queue(project, jobs=2)
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
-    ranks = sorted(row["lora.r"] for row in rows if row["typ"] != "baseline")
-    assert ranks == ["2", "4"]
+    runs = {row["lora.r"]: row for row in rows if row["typ"] != "baseline"}
+    assert sorted(runs) == ["2", "4"]
+    trainable = {rank: int(row["trainable_params"]) for rank, row in runs.items()}  # train.json's
+    assert trainable["2"] < trainable["4"]  # the rank reached the adapter
     assert all(row[f"{LORA_METRICS}:test.accuracy"] not in ("", "!") for row in rows)
+    for row in runs.values():  # the target: up to evaluate, no merged model exported
+        log = dvc("queue", "logs", row["Experiment"], cwd=project).stdout
+        assert "Running stage 'evaluate'" in log and "Running stage 'export'" not in log

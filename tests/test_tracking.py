@@ -1,5 +1,6 @@
 """mqp.tracking: DVCLive curves on every run; W&B offline without a network (the training run and
-the evaluation run), online never prompting for a missing key; one summary line per stage."""
+the evaluation run), its key never written to a file, online never prompting for a missing key;
+one summary line per stage."""
 
 import pandas as pd
 import pytest
@@ -15,6 +16,17 @@ def test_wandb_offline_writes_local_runs_without_network(wandb_project):
     runs = sorted((wandb_project.project / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # the training run and the evaluation run with the bar chart
     assert all(list(run.glob("run-*.wandb")) for run in runs)
+
+
+@pytest.mark.slow
+def test_wandb_key_never_written(wandb_project):
+    project, home, secret = wandb_project.project, wandb_project.home, wandb_project.secret
+    assert len(list((project / "wandb").glob("offline-run-*"))) == 2  # W&B really ran: training and evaluation
+    assert secret not in wandb_project.output
+    needle = secret.encode()
+    leaks = [str(path) for root in (project, home) for path in root.rglob("*")
+             if path.is_file() and not path.is_symlink() and needle in path.read_bytes()]
+    assert not leaks, f"WANDB_API_KEY written to {leaks}"
 
 
 @pytest.mark.slow

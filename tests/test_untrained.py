@@ -1,0 +1,91 @@
+"""The untrained run, `dvc exp run -n base-model -S train.epochs=0` on the committed trained run,
+as the README has users run it: only what the param reaches re-runs, `dvc exp show` lists it, its
+LoRA metrics are exactly the base model's (either architecture), `dvc metrics diff` compares it
+with the trained run, and `stages.check` fails it. Its tests share one file, so that one pytest-xdist
+worker (`--dist loadfile`) runs that experiment once."""
+
+import csv
+import io
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from helpers import DEFAULT_ARCHITECTURE, PROJECT_OF, copy_project, dvc, project_params, read_json, set_params, stage
+from mqp import paths
+from mqp.reports import read_predictions
+
+pytestmark = pytest.mark.slow
+
+
+def test_exp_run_reruns_only_what_the_param_reaches(untrained_project, trained_project):
+    """`dvc exp run -n base-model -S train.epochs=0` on the committed run: prepare, baseline and
+    zeroshot stay cached; `dvc exp show` lists the run with its params and metrics. (The queued rank
+    sweep in test_scaling.py runs `-S lora.r=...`.)"""
+    project, out = untrained_project
+    for name in ("prepare", "baseline", "zeroshot"):
+        assert f"Stage '{name}' didn't change, skipping" in out
+    assert all(f"Running stage '{name}'" in out for name in ("finetune", "evaluate", "export"))
+    lora = read_json(project / paths.LORA_METRICS)
+    assert lora["test"]["loss"] != read_json(trained_project[0] / paths.LORA_METRICS)["test"]["loss"]
+    rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
+    by_name = {row["Experiment"] or row["rev"]: row for row in rows}
+    assert by_name["base-model"]["train.epochs"] == "0" and by_name["workspace"]["train.epochs"] == "0"
+    (committed,) = [row for row in rows if row["typ"] == "baseline" and row["rev"] != "workspace"]  # HEAD
+    assert committed["train.epochs"] == str(project_params(trained_project[0]).train.epochs)
+    assert float(by_name["base-model"][f"{paths.LORA_METRICS}:test.loss"]) == lora["test"]["loss"]
+    base_accuracy = read_json(project / paths.BASE_METRICS)["test"]["accuracy"]
+    assert float(by_name["base-model"][f"{paths.BASE_METRICS}:test.accuracy"]) == base_accuracy
+
+
+@pytest.mark.parametrize("architecture", sorted(PROJECT_OF))
+def test_untrained_adapter_is_the_base_model(request, architecture, tmp_path, in_project):
+    """train.epochs=0 saves LoRA at zero with the initial head (the cross-encoder's seeded like
+    baseline's): lora.json's metrics are exactly base.json's, the README's `dvc metrics diff` idiom.
+    params.yaml's architecture: `dvc exp run -S train.epochs=0` (untrained_project); the other: a
+    copy of its project with finetune and evaluate run in this process."""
+    if architecture == DEFAULT_ARCHITECTURE:
+        project, _ = request.getfixturevalue("untrained_project")
+    else:
+        from stages import evaluate, finetune
+
+        project = in_project(copy_project(request.getfixturevalue(PROJECT_OF[architecture])[0], tmp_path / "project"))
+        set_params(project, {"train.epochs": 0})
+        finetune.main()
+        evaluate.main()
+    assert project_params(project).model.architecture == architecture
+    assert read_json(project / paths.TRAIN_METRICS)["epochs"] == 0
+    base, untrained = read_json(project / paths.BASE_METRICS), read_json(project / paths.LORA_METRICS)
+    assert untrained["test"] == base["test"] and untrained["validation"] == base["validation"]
+    assert (untrained["vs_base"]["this_only"], untrained["vs_base"]["other_only"]) == (0, 0)
+    pd.testing.assert_frame_equal(read_predictions(project / paths.LORA_RESULTS),
+                                  read_predictions(project / paths.BASE_RESULTS))
+
+
+def test_metrics_diff_base_model_against_lora(untrained_project, trained_project):
+    """`dvc exp run -n base-model -S train.epochs=0` against the trained run (HEAD)."""
+    project, _ = untrained_project
+    base = read_json(project / paths.BASE_METRICS)
+    trained = read_json(trained_project[0] / paths.LORA_METRICS)
+    target = str(paths.LORA_METRICS)
+    diff = json.loads(dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", "--json",
+                          cwd=project).stdout)
+    changes = diff[target]
+    for key in ("accuracy", "f1", "precision", "recall", "accuracy_ci_low", "tp"):
+        assert f"test.{key}" in changes
+    assert changes["test.loss"]["old"] == base["test"]["loss"]
+    assert changes["test.loss"]["new"] == trained["test"]["loss"]
+    text = dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", cwd=project).stdout
+    assert "test.accuracy" in text and "Change" in text
+
+
+def test_untrained_lora_fails(untrained_project):
+    """train.epochs=0: LoRA is the base model, so not significantly better than it."""
+    result = stage("check", untrained_project[0], check=False)
+    assert result.returncode == 1
+    assert result.stderr == "check: error: LoRA is not significantly better than base (p < 0.05 required)\n"
+    # Tango's interval of a paired difference is not empty at zero discordant pairs.
+    assert re.fullmatch(r"check: LoRA vs base: accuracy \+0\.0000 \[-0\.\d{4}, \+0\.\d{4}\], McNemar p 1 "
+                        r"\(0 pairs only LoRA got right, 0 only base\): NOT significantly better",
+                        result.stdout.splitlines()[0]), result.stdout
