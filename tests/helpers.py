@@ -48,7 +48,6 @@ PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder
 # params.yaml's own architecture: trained_project's.
 DEFAULT_ARCHITECTURE = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text(encoding="utf-8"))["model"]["architecture"]
 
-
 # What a scratch project changes in params.yaml: small and quick, still the pipeline's code paths.
 PROJECT_OVERRIDES = {
     "data.sha256": None,  # its own small CSV

@@ -172,14 +172,19 @@ def test_base_license_comes_from_the_base_models_card(tiny_bert):
     assert base_license(str(tiny_bert)) is None  # no card, no claim
 
 
-def test_export_without_metrics_or_adapter_is_one_line(tmp_path, tiny_bert):
+def test_export_without_metrics_or_adapter_is_one_line(tmp_path, tiny_bert, in_project, capsys):
+    """In its own process first (nothing but the line on stderr), then in this one (quicker)."""
+    from stages import export
+
     workdir = make_workdir(tmp_path / "project", tiny_bert)
-    env = {"PYTHONPATH": str(REPO)}
-    line = one_error_line(stage("export", workdir, check=False, env=env), "export")
+    line = one_error_line(stage("export", workdir, check=False, env={"PYTHONPATH": str(REPO)}), "export")
     assert line == f"export: error: {paths.LORA_METRICS} not found: run `dvc repro` first"
     for path in (paths.LORA_METRICS, paths.DATA_METRICS):
         (workdir / path).parent.mkdir(parents=True, exist_ok=True)
         (workdir / path).write_text("{}")
-    line = one_error_line(stage("export", workdir, check=False, env=env), "export")
-    assert line == f"export: error: no trained adapter in {paths.ADAPTER_DIR}: run `dvc repro` first"
+    in_project(workdir)
+    with pytest.raises(SystemExit) as exit_:
+        export.main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == f"export: error: no trained adapter in {paths.ADAPTER_DIR}: run `dvc repro` first\n"
     assert not (workdir / paths.MERGED_DIR).exists()

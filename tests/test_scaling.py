@@ -1,8 +1,10 @@
 """Beyond one process: finetune under torchrun (2 CPU processes, gloo), and a queued DVC sweep run
-two at a time, both on copies of the trained tiny-BERT project."""
+two at a time up to evaluate, the kept run then applied and exported, both on copies of the trained
+tiny-BERT project."""
 
 import csv
 import io
+import json
 import shutil
 import sys
 
@@ -47,3 +49,9 @@ def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
     for row in runs.values():  # the target: up to evaluate, no merged model exported
         log = dvc("queue", "logs", row["Experiment"], cwd=project).stdout
         assert "Running stage 'evaluate'" in log and "Running stage 'export'" not in log
+    # The one kept: `dvc exp apply`, then `dvc repro` exports it and re-runs nothing else.
+    dvc("exp", "apply", runs["4"]["Experiment"], cwd=project)
+    out = dvc("repro", cwd=project).stdout
+    assert "Running stage 'export'" in out and out.count("Running stage") == 1, out
+    assert read_json(project / ADAPTER_DIR / "adapter_config.json")["r"] == 4
+    assert json.loads(dvc("status", "--json", cwd=project).stdout) == {}
