@@ -4,7 +4,6 @@ CI runs it after `dvc repro`; `python -m stages.check` works the same for you. I
 against the zero-shot baseline the same way; that one informs, it does not gate.
 """
 
-
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import read_json

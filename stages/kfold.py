@@ -1,8 +1,8 @@
 """kfold: pool grouped k-fold experiments into one table per model, over every pair of MQP.
 
     dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw evaluate   # one experiment per test fold
-    dvc queue start                                                # then wait for `dvc queue status`
-    python -m stages.kfold                                         # this table
+    dvc queue start                                                         # then wait for `dvc queue status`
+    python -m stages.kfold                                                  # this table
 
 It reads the finished experiments of the current commit (`dvc exp show --json`; with
 --all-commits, of every commit), groups them by
