@@ -19,10 +19,13 @@ from mqp.params import DataParams
 from mqp.paths import RAW_CSV
 
 COLUMNS = ["dr_id", "question_1", "question_2", "label"]
-OFFLINE_HINT = (
-    f"place the MQP CSV at {RAW_CSV} (on these machines: "
-    f"mkdir -p {RAW_CSV.parent} && cp ../shared/data/mqp.csv {RAW_CSV})"
-)
+# Why a row is dropped, in the order the checks run (read_pairs).
+DROP_REASONS = ("header row", "label not 0 or 1", "empty question", "conflicting labels", "duplicate pair")
+# rejected.csv: where each dropped row was in the raw CSV, why, and the row as read.
+REJECTED_COLUMNS = ["line", "reason", *COLUMNS]
+# Where prepare downloads MQP when data/raw/mqp.csv is not there (its sha256 is params.yaml's data.sha256).
+MQP_URL = "https://raw.githubusercontent.com/curai/medical-question-pair-dataset/master/mqp.csv"
+OFFLINE_HINT = f"place the MQP CSV there yourself: mkdir -p {RAW_CSV.parent} && cp /path/to/mqp.csv {RAW_CSV}"
 
 
 def sha256_of(path: Path) -> str:
@@ -52,28 +55,29 @@ def download(url: str, dest: Path, timeout: float = 30) -> None:
 
 
 def fetch_raw(params: DataParams, raw_path: Path = RAW_CSV) -> Path:
-    """The raw CSV: the copy placed by hand if there is one, else downloaded from data.url."""
+    """The raw CSV: the copy placed by hand if there is one, else MQP downloaded from MQP_URL."""
     if not raw_path.exists():
-        download(params.url, raw_path)
+        download(MQP_URL, raw_path)
     if params.sha256 is not None:
         actual = sha256_of(raw_path)
         if actual != params.sha256:
             raise PipelineError(
                 f"checksum mismatch for {raw_path}: sha256 {actual}, params.yaml data.sha256 expects "
-                f"{params.sha256}; replace the file with the right one, or set data.sha256 to the "
-                "new value (or null) if you changed the data on purpose"
+                f"{params.sha256}; replace the file with the right one, or set data.sha256 to {actual} "
+                "if you changed the data on purpose"
             )
     return raw_path
 
 
-def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Parse and validate question pairs; returns the valid rows and the count dropped per reason.
+def read_pairs(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse and validate question pairs; returns the valid rows, and the rows dropped with their
+    CSV line number and reason (REJECTED_COLUMNS).
 
     Structural problems (not UTF-8, broken CSV, wrong number of columns) are errors. Row-level
-    problems (label not 0/1, empty question, conflicting labels, duplicate pair) drop the row and
-    are counted. A pair is the same in either question order. A pair labelled both 0 and 1 loses
-    all its rows: keeping the first would let row order pick the label. Of a pair repeated with
-    one label, the first row stays.
+    problems (label not 0/1, empty question, conflicting labels, duplicate pair) drop the row. A
+    pair is the same in either question order. A pair labelled both 0 and 1 loses all its rows:
+    keeping the first would let row order pick the label. Of a pair repeated with one label, the
+    first row stays.
     """
     raw = path.read_bytes()
     try:
@@ -84,28 +88,37 @@ def read_pairs(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
             f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} on line {line}); "
             "re-save it as UTF-8"
         ) from None
-    table = pd.DataFrame(_parse_rows(path, text), columns=COLUMNS)
-    for column in ("question_1", "question_2", "label", "dr_id"):
+    lines, rows = zip(*_parse_rows(path, text))
+    table = pd.DataFrame(list(rows), columns=COLUMNS, index=pd.Index(lines, name="line"))
+    for column in COLUMNS:
         table[column] = table[column].astype(str).str.strip()
 
-    drops: dict[str, int] = {}
+    rejected: list[pd.DataFrame] = []
 
     def drop(mask: pd.Series, reason: str) -> None:
         nonlocal table
         if mask.any():
-            drops[reason] = drops.get(reason, 0) + int(mask.sum())
+            rejected.append(table[mask].assign(reason=reason))
             table = table[~mask]
 
-    drop(table.index.to_series().eq(0) & table["label"].eq("label"), "header row")
+    drop(pd.Series(table.index == lines[0], index=table.index) & table["label"].eq("label"), "header row")
     drop(~table["label"].isin(["0", "1"]), "label not 0 or 1")
     drop(table["question_1"].eq("") | table["question_2"].eq(""), "empty question")
     pairs = unordered_pair(table).assign(label=table["label"])
     drop(pairs.groupby(["lower", "higher"])["label"].transform("nunique").gt(1), "conflicting labels")
     drop(unordered_pair(table).duplicated(keep="first"), "duplicate pair")
+    rejected_rows = (pd.concat(rejected).sort_index().reset_index()[REJECTED_COLUMNS] if rejected
+                     else pd.DataFrame(columns=REJECTED_COLUMNS))
     if table.empty:
-        raise PipelineError(f"{path} has no valid rows (dropped: {format_drops(drops)})")
+        raise PipelineError(f"{path} has no valid rows (dropped: {format_drops(drop_counts(rejected_rows))})")
     table = table.assign(label=table["label"].astype(int)).reset_index(drop=True)
-    return table, drops
+    return table, rejected_rows
+
+
+def drop_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    """Rows dropped per reason, in the order the checks run."""
+    counts = rejected["reason"].value_counts()
+    return {reason: int(counts[reason]) for reason in DROP_REASONS if reason in counts}
 
 
 def unordered_pair(table: pd.DataFrame) -> pd.DataFrame:
@@ -116,14 +129,15 @@ def unordered_pair(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"lower": q1.where(first_is_lower, q2), "higher": q2.where(first_is_lower, q1)})
 
 
-def _parse_rows(path: Path, text: str) -> list[list[str]]:
-    """CSV records of exactly len(COLUMNS) fields, blank lines skipped; any other shape is an error.
+def _parse_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """(line it starts on, fields) of each CSV record of exactly len(COLUMNS) fields, blank lines
+    skipped; any other shape is an error.
 
     The csv module rather than pandas: pandas pads a row with too few fields with empty strings,
     so a file cut off mid-row would pass as a row with a bad label.
     """
     shape = ", ".join(COLUMNS)
-    rows: list[list[str]] = []
+    rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     start = 1  # the line the record being read starts on
     try:
@@ -139,7 +153,7 @@ def _parse_rows(path: Path, text: str) -> list[list[str]]:
                     f"{path} line {start} has {len(fields)} fields, expected {len(COLUMNS)} ({shape})"
                     + ("; the file ends mid-row, so it looks truncated: download or copy it again" if at_end else "")
                 )
-            rows.append(fields)
+            rows.append((start, fields))
             start = reader.line_num + 1
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):

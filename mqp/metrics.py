@@ -81,3 +81,25 @@ def summary_line(stage: str, metrics: dict, device: str, reference: dict | None 
     versus = f" ({name} {reference['test']['accuracy']:.4f})" if reference else ""
     return (f"{stage}: test accuracy {test['accuracy']:.4f}{interval}{versus}, F1 {test['f1']:.4f}, "
             f"ROC AUC {test['roc_auc']:.4f} (n={test['n']}, {device})")
+
+
+def p_value_text(p: float) -> str:
+    """A p-value that dvc's 5-decimal rounding cannot turn into 0.0: 0.570, 0.012, 2e-07."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+
+def paired_text(comparison: dict) -> str:
+    """e.g. '+9.2 p=2e-07': the accuracy difference in points and its exact McNemar p."""
+    return f"{100 * comparison['accuracy_diff']:+.1f} p={p_value_text(comparison['mcnemar_p'])}"
+
+
+def headline(report: dict) -> dict:
+    """What `dvc metrics show` prints of one model's report: test accuracy with its 95% CI, F1, ROC
+    AUC, n, and each paired comparison as text. Short keys, shared by every model's file, keep the
+    table under 120 columns; the report holds the rest."""
+    test = report["test"]
+    lean = {"n": test["n"], "acc": round(test["accuracy"], 4),
+            "acc_ci": f"{test['accuracy_ci_low']:.3f}-{test['accuracy_ci_high']:.3f}",
+            "f1": round(test["f1"], 4), "auc": round(test["roc_auc"], 4)}
+    lean.update({key: paired_text(value) for key, value in report.items() if key.startswith("vs_")})
+    return lean

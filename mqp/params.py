@@ -23,7 +23,6 @@ class _Group(BaseModel):
 
 
 class DataParams(_Group):
-    url: str = Field(min_length=1)
     sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
     split: Literal["kfold", "grouped", "random"]
     folds: int = Field(ge=2, le=100)

@@ -8,6 +8,8 @@ PARAMS_FILE = Path("params.yaml")
 RAW_CSV = Path("data/raw/mqp.csv")  # placed by hand offline, or downloaded by prepare
 PREPARED_DIR = Path("data/prepared")
 SPLITS = ("train", "validation", "test")
+# The raw rows prepare dropped: line number, reason and the row as read.
+REJECTED_CSV = PREPARED_DIR / "rejected.csv"
 
 ADAPTER_DIR = Path("models/adapter")
 # The adapter merged into its base model: a standalone Hugging Face folder (stage export).
@@ -15,12 +17,21 @@ MERGED_DIR = Path("models/merged")
 # The bi-encoder's similarity calibration inside it: scale, bias and threshold.
 CALIBRATION_JSON = "calibration.json"
 
+# The headline figures that `dvc metrics show` prints: a few keys per file, so that the table of
+# every file fits a 120-column terminal (mqp.metrics.headline).
 METRICS_DIR = Path("metrics")
 DATA_METRICS = METRICS_DIR / "data.json"
 BASE_METRICS = METRICS_DIR / "base.json"
 ZEROSHOT_METRICS = METRICS_DIR / "zeroshot.json"
-TRAIN_METRICS = METRICS_DIR / "train.json"
 LORA_METRICS = METRICS_DIR / "lora.json"
+# The full reports behind them (counts, intervals, validation, paired tests with numeric p-values),
+# tracked in git beside them and read by check, export, kfold and tools.
+REPORTS_DIR = METRICS_DIR / "detail"
+DATA_REPORT = REPORTS_DIR / "data.json"
+BASE_REPORT = REPORTS_DIR / "base.json"
+ZEROSHOT_REPORT = REPORTS_DIR / "zeroshot.json"
+TRAIN_REPORT = REPORTS_DIR / "train.json"
+LORA_REPORT = REPORTS_DIR / "lora.json"
 
 # Per-model test outputs: predictions and the curves that dvc plots draws.
 RESULTS_DIR = Path("results")

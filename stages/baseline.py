@@ -4,9 +4,9 @@ head, or for the bi-encoder its initial similarity head."""
 from mqp.cli import stage
 from mqp.files import write_json
 from mqp.inference import score_splits
-from mqp.metrics import model_report, summary_line
+from mqp.metrics import headline, model_report, summary_line
 from mqp.models import base_model, device, load_tokenizer
-from mqp.paths import BASE_METRICS, BASE_RESULTS
+from mqp.paths import BASE_METRICS, BASE_REPORT, BASE_RESULTS
 from mqp.reports import write_test_results
 from mqp.splits import load_splits
 
@@ -20,7 +20,8 @@ def main(params) -> None:
     probs = score_splits(model, tokenizer, splits, params)
     metrics = model_report(splits, probs, params.eval.threshold)
     write_test_results(BASE_RESULTS, splits["test"], probs["test"], params.eval.threshold, metrics["test"])
-    write_json(BASE_METRICS, metrics)
+    write_json(BASE_REPORT, metrics)
+    write_json(BASE_METRICS, headline(metrics))
     print(summary_line("baseline", metrics, device().type))
 
 

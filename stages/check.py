@@ -7,7 +7,7 @@ against the zero-shot baseline the same way; that one informs, it does not gate.
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import read_json
-from mqp.paths import LORA_METRICS
+from mqp.paths import LORA_REPORT
 
 ALPHA = 0.05
 GATES = {"base": True, "zeroshot": False}  # compared model: must LoRA beat it?
@@ -25,11 +25,11 @@ def verdict(name: str, comparison: dict) -> tuple[bool, str]:
 
 @stage("check")
 def main(params) -> None:
-    lora = read_json(LORA_METRICS, "evaluate")
+    lora = read_json(LORA_REPORT, "evaluate")
     failures = []
     for name, required in GATES.items():
         if f"vs_{name}" not in lora:
-            raise PipelineError(f"{LORA_METRICS} has no vs_{name} comparison: run `dvc repro`")
+            raise PipelineError(f"{LORA_REPORT} has no vs_{name} comparison: run `dvc repro`")
         beats, line = verdict(name, lora[f"vs_{name}"])
         print(line)
         if required and not beats:

@@ -8,15 +8,15 @@ from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.inference import score_splits
 from mqp.lora import load_trained
-from mqp.metrics import compare, model_report, predicted_labels, summary_line
+from mqp.metrics import compare, headline, model_report, p_value_text, predicted_labels, summary_line
 from mqp.models import device, load_tokenizer
-from mqp.paths import ADAPTER_DIR, BASE_METRICS, BASE_RESULTS, LORA_METRICS, LORA_RESULTS, ZEROSHOT_METRICS, ZEROSHOT_RESULTS
+from mqp.paths import ADAPTER_DIR, BASE_REPORT, BASE_RESULTS, LORA_METRICS, LORA_REPORT, LORA_RESULTS, ZEROSHOT_REPORT, ZEROSHOT_RESULTS
 from mqp.reports import read_predictions, write_test_results
 from mqp.splits import load_splits
 from mqp.tracking import log_comparison
 
 # name in lora.json: (metrics file, results folder) of each model LoRA is compared with.
-OTHERS = {"base": (BASE_METRICS, BASE_RESULTS), "zeroshot": (ZEROSHOT_METRICS, ZEROSHOT_RESULTS)}
+OTHERS = {"base": (BASE_REPORT, BASE_RESULTS), "zeroshot": (ZEROSHOT_REPORT, ZEROSHOT_RESULTS)}
 
 
 def paired_comparisons(test, predicted) -> dict:
@@ -40,11 +40,12 @@ def main(params) -> None:
     metrics = model_report(splits, probs, threshold)
     write_test_results(LORA_RESULTS, splits["test"], probs["test"], threshold, metrics["test"])
     metrics.update(paired_comparisons(splits["test"], predicted_labels(probs["test"], threshold)))
-    write_json(LORA_METRICS, metrics)
+    write_json(LORA_REPORT, metrics)
+    write_json(LORA_METRICS, headline(metrics))
     others = {name: json.loads(path.read_text()) for name, (path, _) in OTHERS.items()}
     log_comparison(params, {**others, "lora": metrics})
     print(summary_line("evaluate", metrics, device().type, others["base"])
-          + f"; vs zero-shot {metrics['vs_zeroshot']['accuracy_diff']:+.4f}, McNemar p {metrics['vs_zeroshot']['mcnemar_p']:.2g}")
+          + f"; vs zero-shot {metrics['vs_zeroshot']['accuracy_diff']:+.4f}, McNemar p {p_value_text(metrics['vs_zeroshot']['mcnemar_p'])}")
 
 
 if __name__ == "__main__":

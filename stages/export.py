@@ -7,14 +7,14 @@ from mqp.export import merge, save_merged
 from mqp.files import atomic_dir, read_json
 from mqp.lora import adapted_layers, load_trained
 from mqp.models import load_tokenizer
-from mqp.paths import ADAPTER_DIR, DATA_METRICS, LORA_METRICS, MERGED_DIR, SPLITS
+from mqp.paths import ADAPTER_DIR, DATA_REPORT, LORA_REPORT, MERGED_DIR, SPLITS
 
 
 @stage("export")
 def main(params) -> None:
     # The card's numbers first: cheap to check, and a missing file stops before the model loads.
-    lora_metrics = read_json(LORA_METRICS, "evaluate")
-    data = read_json(DATA_METRICS, "prepare")
+    lora_metrics = read_json(LORA_REPORT, "evaluate")
+    data = read_json(DATA_REPORT, "prepare")
     tokenizer = load_tokenizer(params.model)
     trained = load_trained(params, tokenizer, ADAPTER_DIR)
     layers = adapted_layers(trained)  # named before merging folds them away

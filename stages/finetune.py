@@ -11,7 +11,7 @@ from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
 from mqp.lora import adapted_layers, save_trained, with_lora
 from mqp.models import base_model, load_tokenizer
-from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TRAIN_METRICS, checkpoints_dir
+from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TRAIN_REPORT, checkpoints_dir
 from mqp.splits import load_splits
 from mqp.tracking import training_callbacks
 from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, remove_stale_checkpoints, training_arguments,
@@ -58,7 +58,7 @@ def main(params) -> None:
         sizes = {name: len(splits[name]) for name in ("train", "validation")}
         (scratch / CARD_FILE).write_text(adapter_card(params, summary, sizes, ADAPTER_DIR,
                                                         adapted_layers(trainer.model)), encoding="utf-8")
-    write_json(TRAIN_METRICS, summary)
+    write_json(TRAIN_REPORT, summary)
     print(summary_line(summary, str(trainer.args.device.type)))
 
 

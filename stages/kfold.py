@@ -5,10 +5,11 @@
     python -m stages.kfold                                                  # this table
 
 It reads the finished experiments of the current commit (`dvc exp show --json`; with
---all-commits, of every commit), groups them by
+--all-commits, of every commit) and each one's reports (metrics/detail/, committed in the
+experiment's git commit), groups them by
 every param but data.fold (so variants such as `-S model.architecture=bi-encoder` get a table of
 their own), and computes, per model, the mean and std across folds and the pooled figures. Pooled
-figures are exact: they come from the counts in each fold's metrics file (tp, fp, fn, tn; the
+figures are exact: they come from the counts in each fold's report (tp, fp, fn, tn; the
 discordant pairs of each paired comparison), summed.
 """
 
@@ -18,16 +19,19 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import write_json
-from mqp.paths import BASE_METRICS, LORA_METRICS, PARAMS_FILE, ZEROSHOT_METRICS
+from mqp.metrics import p_value_text
+from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, ZEROSHOT_REPORT
 from mqp.stats import paired_counts, proportion_ci
 
-MODELS = {"base": BASE_METRICS, "zeroshot": ZEROSHOT_METRICS, "lora": LORA_METRICS}
+MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
+WORKSPACE = "workspace"  # the rev `dvc exp show` gives the workspace
 
 
 def is_variant_param(key: str) -> bool:
@@ -45,9 +49,18 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def finished_runs(exp_show: list[dict]) -> list[dict]:
+def git_report(rev: str, path: Path) -> dict | None:
+    """A report as committed in `rev` (an experiment's git commit), or the workspace's file; None
+    where it does not exist."""
+    if rev == WORKSPACE:
+        return json.loads(path.read_text()) if path.exists() else None
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+
+def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
     """{name, params, metrics} of each finished experiment (and the workspace) with all three
-    models' metrics; experiments still queued, running or failed are left out."""
+    models' reports; experiments still queued, running or failed are left out."""
     runs = []
     entries = [(entry["name"] or entry["rev"], entry) for entry in exp_show]
     for commit in exp_show:
@@ -58,8 +71,10 @@ def finished_runs(exp_show: list[dict]) -> list[dict]:
     for name, entry in entries:
         data = entry.get("data") or {}
         params = flatten((data.get("params") or {}).get(str(PARAMS_FILE), {}).get("data") or {})
-        metrics = {model: (data.get("metrics") or {}).get(str(path), {}).get("data") for model, path in MODELS.items()}
-        if entry.get("error") or not params or not all(m and "tp" in m.get("test", {}) for m in metrics.values()):
+        if entry.get("error") or not params:
+            continue
+        metrics = {model: read_report(entry["rev"], path) for model, path in MODELS.items()}
+        if not all(m and "tp" in m.get("test", {}) for m in metrics.values()):
             continue
         if "vs_base" not in metrics["lora"]:
             continue
@@ -104,9 +119,9 @@ def pooled_model(folds: list[dict], model: str) -> dict:
     return summary
 
 
-def summarise(exp_show: list[dict]) -> list[dict]:
+def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
     """One summary per complete configuration: its distinguishing params and each model's figures."""
-    groups = configurations(finished_runs(exp_show))
+    groups = configurations(finished_runs(exp_show, read_report))
     if not groups:
         raise PipelineError("no finished kfold experiments with metrics: run `dvc exp run --queue -S "
                             "'data.fold=range(0,5)' -C data/raw evaluate`, then `dvc queue start`, and wait for them")
@@ -143,7 +158,7 @@ def markdown(summary: dict) -> str:
         s = summary[model]
         versus = summary["lora"].get(f"vs_{model}")
         paired = (f"{versus['accuracy_diff']:+.3f} {interval(versus['diff_ci_low'], versus['diff_ci_high'], True)} "
-                  f"| {versus['mcnemar_p']:.2g} | {versus['wins']} of {s['folds']}") if versus else "| |"
+                  f"| {p_value_text(versus['mcnemar_p'])} | {versus['wins']} of {s['folds']}") if versus else "| |"
         lines.append(f"| {model} | {s['accuracy']:.4f} {interval(s['accuracy_ci_low'], s['accuracy_ci_high'])} "
                      f"| {s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f} | {s['f1']:.4f} "
                      f"| {s['roc_auc_mean']:.4f} ± {s['roc_auc_std']:.4f} | {paired} |")

@@ -10,9 +10,9 @@ from sklearn.linear_model import LogisticRegression
 from mqp.cli import stage
 from mqp.files import write_json
 from mqp.inference import cosine
-from mqp.metrics import best_threshold, model_report, summary_line
+from mqp.metrics import best_threshold, headline, model_report, summary_line
 from mqp.models import device, load_encoder, load_tokenizer
-from mqp.paths import ZEROSHOT_METRICS, ZEROSHOT_RESULTS
+from mqp.paths import ZEROSHOT_METRICS, ZEROSHOT_REPORT, ZEROSHOT_RESULTS
 from mqp.reports import write_test_results
 from mqp.splits import load_splits
 
@@ -31,7 +31,8 @@ def main(params) -> None:
     threshold = best_threshold(labels, probs["validation"])
     metrics = model_report(splits, probs, threshold)
     write_test_results(ZEROSHOT_RESULTS, splits["test"], probs["test"], threshold, metrics["test"])
-    write_json(ZEROSHOT_METRICS, metrics)
+    write_json(ZEROSHOT_REPORT, metrics)
+    write_json(ZEROSHOT_METRICS, headline(metrics))
     print(summary_line("zeroshot", metrics, device().type) + f"; threshold {threshold:.4f} chosen on validation")
 
 

@@ -88,9 +88,8 @@ def tiny_params(model_dir: Path, overrides: dict[str, Any] | None = None) -> Par
 
 
 def data_params(**changes) -> DataParams:
-    """params.yaml's data group with changes; no checksum and an unreachable URL unless given."""
-    return repo_params({"data.sha256": None, "data.url": UNREACHABLE_URL,
-                        **{f"data.{key}": value for key, value in changes.items()}}).data
+    """params.yaml's data group with changes; no checksum unless given."""
+    return repo_params({"data.sha256": None, **{f"data.{key}": value for key, value in changes.items()}}).data
 
 
 # Pairs for in-process model tests.
@@ -144,6 +143,11 @@ def read_json(path: Path) -> dict:
 
 
 # --- tokenizers ---------------------------------------------------------------------------------
+
+
+def committed_json(project: Path, rev: str, path: Path) -> dict:
+    """A JSON file as git committed it in `rev` (a commit or an experiment's)."""
+    return json.loads(run(["git", "show", f"{rev}:{path}"], cwd=project).stdout)
 
 
 def gpt2_tokenizer():

@@ -107,5 +107,5 @@ def test_gpt2_biencoder_with_last_token_pooling_runs(gpt2_biencoder_project):
     config = read_json(adapter / "adapter_config.json")
     assert set(config["target_modules"]) == {"c_attn", "c_proj"} and config["fan_in_fan_out"] is True
     assert config["task_type"] == "FEATURE_EXTRACTION" and (adapter / HEAD_FILE).exists()
-    lora = read_json(project / paths.LORA_METRICS)
+    lora = read_json(project / paths.LORA_REPORT)
     assert lora["test"]["n"] > 0 and 0 <= lora["test"]["accuracy"] <= 1 and "vs_zeroshot" in lora

@@ -18,7 +18,7 @@ def check(cwd, **env):
 
 @pytest.fixture
 def workdir(tmp_path):
-    """A folder with params.yaml, where the tests write LORA_METRICS by hand."""
+    """A folder with params.yaml, where the tests write LORA_REPORT by hand."""
     write_params(tmp_path, repo_params_raw())
     return tmp_path
 
@@ -29,8 +29,8 @@ def comparison(diff: float, p: float, this_only: int = 10, other_only: int = 1) 
 
 
 def write_lora(folder, **comparisons) -> None:
-    (folder / paths.LORA_METRICS).parent.mkdir(parents=True, exist_ok=True)
-    (folder / paths.LORA_METRICS).write_text(json.dumps({"test": {"accuracy": 0.9}, **comparisons}))
+    (folder / paths.LORA_REPORT).parent.mkdir(parents=True, exist_ok=True)
+    (folder / paths.LORA_REPORT).write_text(json.dumps({"test": {"accuracy": 0.9}, **comparisons}))
 
 
 @pytest.mark.parametrize("vs_base, passes", [
@@ -57,24 +57,24 @@ def test_gate_on_base_alone(workdir, vs_base, passes):
 def test_missing_metrics_file_is_one_line(workdir):
     result = check(workdir)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"check: error: {paths.LORA_METRICS} not found: run `dvc repro` first\n"
+    assert result.stderr == f"check: error: {paths.LORA_REPORT} not found: run `dvc repro` first\n"
 
 
 def test_broken_or_old_metrics_file_is_one_line(workdir):
-    (workdir / paths.LORA_METRICS).parent.mkdir()
-    (workdir / paths.LORA_METRICS).write_text('{"test": ')
+    (workdir / paths.LORA_REPORT).parent.mkdir(parents=True)
+    (workdir / paths.LORA_REPORT).write_text('{"test": ')
     result = check(workdir)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"check: error: {paths.LORA_METRICS} is not valid JSON (")
+    assert result.stderr.startswith(f"check: error: {paths.LORA_REPORT} is not valid JSON (")
     assert result.stderr.endswith("): run `dvc repro --force evaluate`\n") and result.stderr.count("\n") == 1
     write_lora(workdir)  # a lora.json from before the paired comparisons
-    assert check(workdir).stderr == f"check: error: {paths.LORA_METRICS} has no vs_base comparison: run `dvc repro`\n"
+    assert check(workdir).stderr == f"check: error: {paths.LORA_REPORT} has no vs_base comparison: run `dvc repro`\n"
 
 
 @pytest.mark.slow
 def test_trained_lora_passes(trained_project):
     project, _ = trained_project
-    lora = read_json(project / paths.LORA_METRICS)
+    lora = read_json(project / paths.LORA_REPORT)
     assert lora["vs_base"]["accuracy_diff"] > 0 and lora["vs_base"]["mcnemar_p"] < 0.05  # the premise
     result = stage("check", project, check=False)
     assert result.returncode == 0, result.stderr

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from helpers import MQP_SHA256, SHARED_CSV, csv_bytes, data_params, good_rows, repo_params, write_pairs_csv
-from mqp.data import COLUMNS, fetch_raw, read_pairs, sha256_of
+from helpers import MQP_SHA256, SHARED_CSV, UNREACHABLE_URL, csv_bytes, data_params, good_rows, repo_params, write_pairs_csv
+import mqp.data as data_module
+from mqp.data import COLUMNS, drop_counts, fetch_raw, read_pairs, sha256_of
 from mqp.errors import PipelineError
 from mqp.paths import RAW_CSV
 
@@ -33,7 +34,7 @@ def write(tmp_path: Path, data: bytes, name: str = "mqp.csv") -> Path:
 
 def error_of(path: Path) -> str:
     with pytest.raises(PipelineError) as error:
-        read_pairs(path)
+        read_counted(path)
     message = str(error.value)
     assert "\n" not in message, message
     return message
@@ -55,25 +56,45 @@ def http_server(tmp_path):
     server.shutdown()
 
 
-def test_download_from_local_http_server(tmp_path, http_server):
+def read_counted(path):
+    """read_pairs, its dropped rows counted per reason."""
+    table, rejected = read_pairs(path)
+    return table, drop_counts(rejected)
+
+
+def test_download_from_local_http_server(tmp_path, http_server, monkeypatch):
     root, base_url = http_server
     source = write_pairs_csv(root / "mqp.csv")
     expected = hashlib.sha256(source.read_bytes()).hexdigest()
     raw = tmp_path / RAW_CSV
-    path = fetch_raw(data_params(url=f"{base_url}/mqp.csv", sha256=expected), raw)
+    monkeypatch.setattr(data_module, "MQP_URL", f"{base_url}/mqp.csv")
+    path = fetch_raw(data_params(sha256=expected), raw)
     assert path == raw and raw.read_bytes() == source.read_bytes()
     assert not raw.with_name(raw.name + ".part").exists()
 
 
-def test_file_placed_by_hand_is_used_without_network(tmp_path):
+def test_file_placed_by_hand_is_used_without_network(tmp_path, monkeypatch):
     raw = write_pairs_csv(tmp_path / "mqp.csv")
+    monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
     assert fetch_raw(data_params(), raw) == raw  # the URL is unreachable: never contacted
+
+
+def test_rejected_rows_carry_their_line_and_reason(tmp_path):
+    """Line numbers are the raw file's, also after a header and a question spanning two lines."""
+    rows = [COLUMNS, *good_rows(2)[:2], [7, "Two lines:\nstill one?", "Yes", "1"], [8, "Odd?", "Label?", "2"],
+            [9, "", "Empty?", "0"], good_rows(2)[0]]
+    table, rejected = read_pairs(write(tmp_path, csv_bytes(rows)))
+    assert list(rejected.columns) == ["line", "reason", *COLUMNS]
+    assert rejected[["line", "reason"]].values.tolist() == [
+        [1, "header row"], [6, "label not 0 or 1"], [7, "empty question"], [8, "duplicate pair"]]
+    assert rejected.loc[1, "question_1"] == "Odd?" and rejected.loc[1, "label"] == "2"
+    assert len(table) == 3
 
 
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="shared MQP copy not present")
 def test_shared_mqp_passes_the_pinned_checksum():
     assert data_params(sha256=MQP_SHA256).sha256 == MQP_SHA256 == sha256_of(SHARED_CSV)
-    table, drops = read_pairs(fetch_raw(data_params(sha256=MQP_SHA256), SHARED_CSV))
+    table, drops = read_counted(fetch_raw(data_params(sha256=MQP_SHA256), SHARED_CSV))
     assert len(table) == 3048 and drops == {}  # no duplicate pair in either order, no conflicting labels
     assert table["question_1"].value_counts().eq(2).all()
 
@@ -182,7 +203,7 @@ def test_all_rows_invalid(tmp_path):
 
 
 def kept_and_dropped(tmp_path: Path, rows: list[list]) -> tuple:
-    table, drops = read_pairs(write(tmp_path, csv_bytes(rows)))
+    table, drops = read_counted(write(tmp_path, csv_bytes(rows)))
     assert len(table) + sum(drops.values()) == len(rows)  # every row read is kept or counted
     assert list(table.columns) == COLUMNS and set(table["label"]) <= {0, 1}
     return table, drops
@@ -195,7 +216,7 @@ def test_header_row_is_a_counted_drop(tmp_path):
 
 def test_header_after_utf8_bom(tmp_path):
     path = write(tmp_path, b"\xef\xbb\xbf" + csv_bytes([COLUMNS, *good_rows()]))
-    table, drops = read_pairs(path)
+    table, drops = read_counted(path)
     assert drops == {"header row": 1} and len(table) == 12
 
 
@@ -262,7 +283,7 @@ def test_crlf_line_endings_and_quoted_newlines(tmp_path):
     rows = good_rows()
     rows[0][2] = "Two lines:\nstill one question?"
     data = csv_bytes(rows).replace(b"\n", b"\r\n")
-    table, drops = read_pairs(write(tmp_path, data))
+    table, drops = read_counted(write(tmp_path, data))
     assert drops == {} and len(table) == 12 and table.loc[0, "question_2"] == "Two lines:\r\nstill one question?"
 
 
@@ -335,9 +356,9 @@ def test_valid_rows_kept_invalid_counted(csv_path, rows, header):
     kept, drops = expected(rows)
     if not kept:
         with pytest.raises(PipelineError, match="has no valid rows"):
-            read_pairs(csv_path)
+            read_counted(csv_path)
         return
-    table, got_drops = read_pairs(csv_path)
+    table, got_drops = read_counted(csv_path)
     assert got_drops == drops
     assert len(table) + sum(got_drops.values()) == len(rows)
     assert list(table.itertuples(index=False, name=None)) == kept
@@ -347,7 +368,7 @@ def test_valid_rows_kept_invalid_counted(csv_path, rows, header):
 def check_result(path) -> None:
     """Anything goes in; out comes a clean table with consistent counts, or a PipelineError."""
     try:
-        table, drops = read_pairs(path)
+        table, drops = read_counted(path)
     except PipelineError as error:
         assert "\n" not in str(error) and str(error)
         return

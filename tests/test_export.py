@@ -129,7 +129,7 @@ def test_exported_project_model_scores_its_test_split_like_the_adapter(request, 
     probs = merged_probs(project, usage_lines(card), params, list(test["question_1"]), list(test["question_2"]))
     assert probs == pytest.approx(expected, abs=1e-5)
 
-    lora = read_json(project / paths.LORA_METRICS)
+    lora = read_json(project / paths.LORA_REPORT)
     meta = front_matter(card)
     assert meta["base_model"] == params.model.name and meta["datasets"] == ["curaihealth/medical_questions_pairs"]
     assert meta["library_name"] == {"cross-encoder": "transformers", "bi-encoder": "sentence-transformers"}[architecture]
@@ -151,7 +151,7 @@ def test_adapter_card_holds_the_kept_epochs_validation_metrics(request, architec
     """finetune's README.md in the adapter folder: PEFT's front matter with the run's numbers, the
     split protocol, no test figure (finetune never reads the test split)."""
     project = request.getfixturevalue(PROJECT_OF[architecture])[0]
-    params, train = project_params(project), read_json(project / paths.TRAIN_METRICS)
+    params, train = project_params(project), read_json(project / paths.TRAIN_REPORT)
     card = (project / paths.ADAPTER_DIR / CARD_FILE).read_text(encoding="utf-8")
     meta = front_matter(card)
     assert meta["library_name"] == "peft" and meta["base_model"] == params.model.name
@@ -178,8 +178,8 @@ def test_export_without_metrics_or_adapter_is_one_line(tmp_path, tiny_bert, in_p
 
     workdir = make_workdir(tmp_path / "project", tiny_bert)
     line = one_error_line(stage("export", workdir, check=False, env={"PYTHONPATH": str(REPO)}), "export")
-    assert line == f"export: error: {paths.LORA_METRICS} not found: run `dvc repro` first"
-    for path in (paths.LORA_METRICS, paths.DATA_METRICS):
+    assert line == f"export: error: {paths.LORA_REPORT} not found: run `dvc repro` first"
+    for path in (paths.LORA_REPORT, paths.DATA_REPORT):
         (workdir / path).parent.mkdir(parents=True, exist_ok=True)
         (workdir / path).write_text("{}")
     in_project(workdir)

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from helpers import STAGES, commit, copy_project, dvc, read_json, run, set_params
-from mqp.paths import (ADAPTER_DIR, BASE_METRICS, DATA_METRICS, LORA_METRICS, PARAMS_FILE, TMP_DIR, TRAIN_METRICS,
-                       ZEROSHOT_METRICS)
+from mqp.paths import (ADAPTER_DIR, BASE_REPORT, DATA_REPORT, LORA_REPORT, PARAMS_FILE, TMP_DIR, TRAIN_REPORT,
+                       ZEROSHOT_REPORT)
 
 # Its tests run in order on one project (pytest-xdist sends the file whole to one worker).
 pytestmark = pytest.mark.slow
 
 # Written byte-identically by two runs with the same params and seed.
-STABLE_METRICS = (BASE_METRICS, LORA_METRICS, ZEROSHOT_METRICS, DATA_METRICS)
+STABLE_METRICS = (BASE_REPORT, LORA_REPORT, ZEROSHOT_REPORT, DATA_REPORT)
 ADAPTER_WEIGHTS = ADAPTER_DIR / "adapter_model.safetensors"
 
 
@@ -47,7 +47,7 @@ def project(tmp_path_factory, trained_project):
 
 def kept_outputs(project: Path) -> dict[str, bytes]:
     """What an interrupted finetune must not touch: the adapter and its metrics."""
-    files = [*sorted((project / ADAPTER_DIR).iterdir()), project / TRAIN_METRICS]
+    files = [*sorted((project / ADAPTER_DIR).iterdir()), project / TRAIN_REPORT]
     return {str(path.relative_to(project)): path.read_bytes() for path in files}
 
 
@@ -112,13 +112,13 @@ def changed_outs(status: dict, stage: str) -> dict:
 def test_repro_force_gives_byte_identical_metrics(project):
     """Same params and seed: the from-scratch run and a forced rerun agree byte for byte."""
     first = {path: (project / path).read_bytes() for path in STABLE_METRICS}
-    first_train = read_json(project / TRAIN_METRICS)
+    first_train = read_json(project / TRAIN_REPORT)
     first_adapter = (project / ADAPTER_WEIGHTS).read_bytes()
     out = dvc("repro", "--force", cwd=project).stdout
     assert all(f"Running stage '{stage}'" in out for stage in STAGES)
     for path in STABLE_METRICS:
         assert (project / path).read_bytes() == first[path], f"{path} differs between identical runs"
-    again_train = read_json(project / TRAIN_METRICS)
+    again_train = read_json(project / TRAIN_REPORT)
     assert set(again_train) == set(first_train)
     assert without_timings(again_train) == without_timings(first_train)
     assert {"wall_seconds", "train_seconds", "train_samples_per_second"} <= set(first_train) - set(without_timings(first_train))
@@ -184,7 +184,7 @@ def test_interrupted_dvc_repro_keeps_lock_and_outputs(project, tmp_path):
     status = json.loads(dvc("status", "--json", cwd=project).stdout)
     assert set(status) == {"finetune", "export"}  # the stages that read train.epochs (export: its card)
     changed = changed_outs(status, "finetune")
-    assert str(ADAPTER_DIR) not in changed and str(TRAIN_METRICS) not in changed
+    assert str(ADAPTER_DIR) not in changed and str(TRAIN_REPORT) not in changed
     for name in status:
         assert {"changed deps": {str(PARAMS_FILE): {"train": "modified"}}} in status[name]
     assert not changed_outs(status, "export")

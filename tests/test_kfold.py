@@ -12,8 +12,16 @@ from mqp import paths
 from stages.kfold import summarise
 
 
+REPORTS: dict[str, dict[str, dict]] = {}  # rev: {report path: report}, what git would show
+
+
+def read_report(rev: str, path) -> dict | None:
+    return REPORTS.get(rev, {}).get(str(path))
+
+
 def fake_run(fold: int, correct: dict[str, int], n: int = 10, timestamp: str = "2026-11-28T10:00:00", **params) -> dict:
-    """One experiment as `dvc exp show --json` lists it, with made-up but consistent counts."""
+    """One experiment as `dvc exp show --json` lists it, and its reports in REPORTS, with made-up
+    but consistent counts."""
     def model(right: int, versus: dict | None = None) -> dict:
         tp = right // 2
         test = {"accuracy": right / n, "roc_auc": 0.5 + right / (4 * n), "tp": tp, "tn": right - tp,
@@ -25,14 +33,14 @@ def fake_run(fold: int, correct: dict[str, int], n: int = 10, timestamp: str = "
                               "other_only": max(correct[other] - lora_right, 0),
                               "accuracy_diff": (lora_right - correct[other]) / n, "n": n}
               for other in ("base", "zeroshot")}
-    metrics = {str(paths.BASE_METRICS): {"data": model(correct["base"])},
-               str(paths.ZEROSHOT_METRICS): {"data": model(correct["zeroshot"])},
-               str(paths.LORA_METRICS): {"data": model(lora_right, versus)}}
     data = {"split": "kfold", "folds": 2, "fold": fold, "seed": 42}
     model_params = {"architecture": params.get("architecture", "cross-encoder")}
-    return {"rev": f"rev{fold}{model_params['architecture']}", "name": f"fold-{fold}",
+    rev = f"rev{fold}{model_params['architecture']}{timestamp}"
+    REPORTS[rev] = {str(paths.BASE_REPORT): model(correct["base"]), str(paths.ZEROSHOT_REPORT): model(correct["zeroshot"]),
+                    str(paths.LORA_REPORT): model(lora_right, versus)}
+    return {"rev": rev, "name": f"fold-{fold}",
             "data": {"params": {str(paths.PARAMS_FILE): {"data": {"data": data, "model": model_params}}},
-                     "metrics": metrics, "timestamp": timestamp}}
+                     "timestamp": timestamp}}
 
 
 def exp_show(*runs) -> list[dict]:
@@ -43,7 +51,7 @@ def exp_show(*runs) -> list[dict]:
 
 def test_pooled_figures_are_sums_of_the_fold_counts():
     summary, = summarise(exp_show(fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}),
-                                  fake_run(1, {"base": 4, "zeroshot": 8, "lora": 8})))
+                                  fake_run(1, {"base": 4, "zeroshot": 8, "lora": 8})), read_report)
     lora, zeroshot = summary["lora"], summary["zeroshot"]
     assert lora["n"] == 20 and lora["accuracy"] == pytest.approx(17 / 20)
     assert lora["accuracy_per_fold"] == [0.9, 0.8]
@@ -59,7 +67,7 @@ def test_pooled_figures_are_sums_of_the_fold_counts():
 def test_variants_get_a_table_each_and_incomplete_ones_are_left_out(capsys):
     runs = [fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}), fake_run(1, {"base": 5, "zeroshot": 7, "lora": 9}),
             fake_run(0, {"base": 5, "zeroshot": 7, "lora": 10}, architecture="bi-encoder")]
-    summaries = summarise(exp_show(*runs))
+    summaries = summarise(exp_show(*runs), read_report)
     assert [s["configuration"] for s in summaries] == ["model.architecture=cross-encoder"]
     assert "model.architecture=bi-encoder: folds [1] of 2 have not finished" in capsys.readouterr().err
 
@@ -67,7 +75,7 @@ def test_variants_get_a_table_each_and_incomplete_ones_are_left_out(capsys):
 def test_a_fold_run_twice_counts_once_the_newest_run():
     old = fake_run(0, {"base": 5, "zeroshot": 7, "lora": 6}, timestamp="2026-11-28T09:00:00")
     new = fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}, timestamp="2026-11-28T11:00:00")
-    summary, = summarise(exp_show(old, new, fake_run(1, {"base": 5, "zeroshot": 7, "lora": 9})))
+    summary, = summarise(exp_show(old, new, fake_run(1, {"base": 5, "zeroshot": 7, "lora": 9})), read_report)
     assert summary["lora"]["n"] == 20 and summary["lora"]["accuracy_per_fold"] == [0.9, 0.9]
 
 
@@ -75,7 +83,7 @@ def test_no_finished_experiments_is_one_clear_error():
     from mqp.errors import PipelineError
 
     with pytest.raises(PipelineError, match=r"no finished kfold experiments.*dvc exp run --queue"):
-        summarise(exp_show())
+        summarise(exp_show(), read_report)
 
 
 @pytest.mark.slow

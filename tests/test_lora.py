@@ -13,7 +13,7 @@ from mqp.errors import PipelineError
 from mqp.inference import score_pairs
 from mqp.lora import HEAD_FILE, adapted_layers, add_lora, load_trained, lora_config, save_trained, with_lora
 from mqp.models import base_model, load_classifier, load_tokenizer
-from mqp.paths import ADAPTER_DIR, LORA_RESULTS, TRAIN_METRICS
+from mqp.paths import ADAPTER_DIR, LORA_RESULTS, TRAIN_REPORT
 from mqp.reports import read_predictions
 
 REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
@@ -72,7 +72,7 @@ def test_finetune_unknown_target_module_is_one_line(tmp_path, tiny_bert, in_proj
     assert exit_.value.code == 1
     assert capsys.readouterr().err == ("finetune: error: lora.target_modules: bert model has no module named 'nope'; "
                                        "its linear layers are: classifier, dense, key, query, value\n")
-    assert not (project / ADAPTER_DIR).exists() and not (project / TRAIN_METRICS).exists()
+    assert not (project / ADAPTER_DIR).exists() and not (project / TRAIN_REPORT).exists()
 
 
 def perturb(model) -> None:

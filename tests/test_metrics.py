@@ -1,7 +1,7 @@
-"""mqp.metrics and mqp.reports, and the metrics files they make: base.json, zeroshot.json and
-lora.json share validation, test (with 95% intervals and confusion counts) and threshold; lora.json
-adds vs_base and vs_zeroshot, whose paired counts agree with the three predictions.csv files;
-`dvc metrics show` prints them all."""
+"""mqp.metrics and mqp.reports, and the reports they make: base.json, zeroshot.json and lora.json
+in metrics/detail/ share validation, test (with 95% intervals and confusion counts) and threshold;
+lora.json adds vs_base and vs_zeroshot, whose paired counts agree with the three predictions.csv
+files; `dvc metrics show` prints each report's headline, metrics/*.json."""
 
 import json
 
@@ -11,14 +11,15 @@ import pytest
 
 from helpers import dvc, read_json
 from mqp import paths
-from mqp.metrics import best_threshold, classification_metrics, compare, model_report, summary_line
+from mqp.metrics import best_threshold, classification_metrics, compare, headline, model_report, p_value_text, summary_line
 from mqp.reports import read_predictions, write_test_results
 
 METRIC_KEYS = {"accuracy", "f1", "precision", "recall", "roc_auc", "loss", "n", "tp", "fp", "fn", "tn"}
 INTERVAL_KEYS = {f"{metric}_ci_{end}" for metric in ("accuracy", "f1", "roc_auc") for end in ("low", "high")}
 COMPARISON_KEYS = {"accuracy_diff", "diff_ci_low", "diff_ci_high", "mcnemar_p", "this_only", "other_only", "n"}
-MODELS = {"base": (paths.BASE_METRICS, paths.BASE_RESULTS), "zeroshot": (paths.ZEROSHOT_METRICS, paths.ZEROSHOT_RESULTS),
-          "lora": (paths.LORA_METRICS, paths.LORA_RESULTS)}
+MODELS = {"base": (paths.BASE_REPORT, paths.BASE_RESULTS), "zeroshot": (paths.ZEROSHOT_REPORT, paths.ZEROSHOT_RESULTS),
+          "lora": (paths.LORA_REPORT, paths.LORA_RESULTS)}
+HEADLINES = {"base": paths.BASE_METRICS, "zeroshot": paths.ZEROSHOT_METRICS, "lora": paths.LORA_METRICS}
 
 LABELS = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1, 0])
 PROBS = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.1, 0.7, 0.2, 0.55, 0.45])
@@ -114,13 +115,13 @@ def test_metrics_files_share_one_schema(trained_project):
         tp = int(((predictions["predicted"] == 1) & (predictions["label"] == 1)).sum())
         tn = int(((predictions["predicted"] == 0) & (predictions["label"] == 0)).sum())
         assert (metrics["test"]["tp"], metrics["test"]["tn"]) == (tp, tn)
-    assert set(read_json(project / paths.LORA_METRICS)) == {"validation", "test", "threshold", "vs_base", "vs_zeroshot"}
+    assert set(read_json(project / paths.LORA_REPORT)) == {"validation", "test", "threshold", "vs_base", "vs_zeroshot"}
 
 
 @pytest.mark.slow
 def test_paired_counts_agree_with_the_predictions(trained_project):
     project, _ = trained_project
-    lora = read_json(project / paths.LORA_METRICS)
+    lora = read_json(project / paths.LORA_REPORT)
     predictions = {name: read_predictions(project / results) for name, (_, results) in MODELS.items()}
     right = {name: table["predicted"] == table["label"] for name, table in predictions.items()}
     for other in ("base", "zeroshot"):
@@ -135,15 +136,39 @@ def test_paired_counts_agree_with_the_predictions(trained_project):
 
 
 @pytest.mark.slow
-def test_metrics_show_prints_intervals_and_comparisons(trained_project):
+def test_metrics_show_is_the_headline_of_each_report(trained_project):
+    """`dvc metrics show` lists each model's headline (accuracy with its interval, F1, ROC AUC, n,
+    the paired results as text) and the data's counts, in under 120 columns; the reports hold the rest."""
     project, _ = trained_project
     shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
-    files = shown[""]["data"]  # "" is the workspace
-    metrics_files = (paths.DATA_METRICS, paths.BASE_METRICS, paths.ZEROSHOT_METRICS, paths.TRAIN_METRICS, paths.LORA_METRICS)
-    assert {str(path) for path in metrics_files} <= set(files)
-    assert files[str(paths.LORA_METRICS)]["data"] == read_json(project / paths.LORA_METRICS)
+    files = {path: value["data"] for path, value in shown[""]["data"].items()}  # "" is the workspace
+    assert set(files) == {str(paths.DATA_METRICS), *(str(metrics) for metrics in HEADLINES.values())}
+    for name, (report_path, _) in MODELS.items():
+        report = read_json(project / report_path)
+        lean = files[str(HEADLINES[name])]
+        assert lean == headline(report), name
+        test = report["test"]
+        assert lean["acc_ci"] == f"{test['accuracy_ci_low']:.3f}-{test['accuracy_ci_high']:.3f}"
+    data = read_json(project / paths.DATA_REPORT)
+    assert files[str(paths.DATA_METRICS)] == {"n": sum(data[name]["n"] for name in paths.SPLITS), "n_dropped": 0}
     table = dvc("metrics", "show", cwd=project).stdout
-    for column in ("test.accuracy", "test.accuracy_ci_low", "test.roc_auc_ci_high", "vs_base.mcnemar_p",
-                   "vs_zeroshot.mcnemar_p", "vs_zeroshot.accuracy_diff"):
-        assert column in table, column
-    assert all(str(path) in table for path in metrics_files)
+    assert max(len(line) for line in table.splitlines()) <= 120, table
+    lora = read_json(project / paths.LORA_REPORT)
+    lora_row, = [line for line in table.splitlines() if line.startswith(str(paths.LORA_METRICS))]
+    for other in ("base", "zeroshot"):  # the p-values as text: dvc's rounding cannot make them 0.0
+        assert f"p={p_value_text(lora[f'vs_{other}']['mcnemar_p'])}" in lora_row
+
+
+@pytest.mark.parametrize(("p", "text"), [(0.57, "0.570"), (0.0123, "0.012"), (0.001, "0.001"), (2.48208e-07, "2e-07"),
+                                         (6.69673e-17, "7e-17"), (0.0, "0e+00")])
+def test_p_values_print_as_text_that_dvc_cannot_round_to_zero(p, text):
+    assert p_value_text(p) == text
+
+
+def test_headline_of_a_report():
+    report = {"test": {"n": 610, "accuracy": 0.862295, "accuracy_ci_low": 0.832674, "accuracy_ci_high": 0.887382,
+                       "f1": 0.862295, "roc_auc": 0.92876, "tp": 263},
+              "validation": {"accuracy": 0.86}, "threshold": 0.5,
+              "vs_zeroshot": {"accuracy_diff": 0.091803, "mcnemar_p": 2.48208e-07, "this_only": 87}}
+    assert headline(report) == {"n": 610, "acc": 0.8623, "acc_ci": "0.833-0.887", "f1": 0.8623, "auc": 0.9288,
+                                "vs_zeroshot": "+9.2 p=2e-07"}

@@ -29,8 +29,7 @@ def test_repo_params_overrides_take_dotted_keys():
     assert params.lora.r == 4 and params.model.architecture == "bi-encoder"
     assert params.lora.alpha == repo_params().lora.alpha  # the rest from params.yaml
     assert data_params(split="grouped", seed=7).model_dump() == {
-        **repo_params().data.model_dump(), "split": "grouped", "seed": 7, "sha256": None,
-        "url": data_params().url}
+        **repo_params().data.model_dump(), "split": "grouped", "seed": 7, "sha256": None}
     with pytest.raises(KeyError):
         repo_params({"lora.rank": 4})  # a typo in a test fails loudly
 

@@ -27,7 +27,7 @@ def test_repro_runs_all_stages_then_nothing(trained_project):
         assert config["task_type"] == "SEQ_CLS" and "classifier" in config["modules_to_save"]
     else:  # the encoder's adapter, and the similarity head beside it
         assert config["task_type"] == "FEATURE_EXTRACTION" and (adapter / HEAD_FILE).exists()
-    train = read_json(project / paths.TRAIN_METRICS)
+    train = read_json(project / paths.TRAIN_REPORT)
     assert train["epochs"] == params.train.epochs and 1 <= train["best_epoch"] <= params.train.epochs
     assert train["trainable_params"] > 0 and 0 < train["trainable_percent"] < 100
     again = dvc("repro", cwd=project).stdout
@@ -39,11 +39,11 @@ def test_prepared_splits_are_dvc_outputs(trained_project, monkeypatch):
     project, _ = trained_project
     monkeypatch.chdir(project)
     splits = load_splits()
-    data = read_json(paths.DATA_METRICS)
+    data = read_json(paths.DATA_REPORT)
     assert {name: data[name]["n"] for name in paths.SPLITS} == {name: len(part) for name, part in splits.items()}
     assert data["rows_read"] == sum(len(part) for part in splits.values())
     # DVC's outputs, not git's: ignored by git, listed in dvc.lock.
     for output in (paths.PREPARED_DIR, paths.ADAPTER_DIR, paths.LORA_RESULTS):
         assert run(["git", "check-ignore", "-q", str(output)], cwd=project, check=False).returncode == 0, output
     lock = (project / "dvc.lock").read_text()
-    assert all(f"path: {output}\n" in lock for output in (paths.PREPARED_DIR, paths.ADAPTER_DIR, paths.LORA_METRICS))
+    assert all(f"path: {output}\n" in lock for output in (paths.PREPARED_DIR, paths.ADAPTER_DIR, paths.LORA_REPORT))

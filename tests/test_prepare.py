@@ -1,5 +1,5 @@
-"""The prepare stage (`python -m stages.prepare`) end to end in a scratch folder: the summary line
-and DATA_METRICS; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
+"""The prepare stage (`python -m stages.prepare`) end to end in a scratch folder: the summary line,
+DATA_REPORT, DATA_METRICS and the rejected rows; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
 error line, with the last good outputs left as they were; bad rows dropped and counted."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, UNREACHABLE_URL, csv_bytes, good_rows, make_workdir, one_error_line, read_json, set_params, stage
-from mqp.data import COLUMNS
-from mqp.paths import DATA_METRICS, PARAMS_FILE, PREPARED_DIR, RAW_CSV, SPLITS, TMP_DIR, split_csv
+import mqp.data as data_module
+from mqp.data import COLUMNS, REJECTED_COLUMNS, sha256_of
+from mqp.paths import DATA_METRICS, DATA_REPORT, PARAMS_FILE, PREPARED_DIR, RAW_CSV, REJECTED_CSV, SPLITS, TMP_DIR, split_csv
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def scratch(project, in_project):
 
 
 def snapshot(project: Path) -> dict[str, bytes]:
-    files = [project / DATA_METRICS, *sorted((project / PREPARED_DIR).glob("*"))]
+    files = [project / DATA_METRICS, project / DATA_REPORT, *sorted((project / PREPARED_DIR).glob("*"))]
     return {str(path.relative_to(project)): path.read_bytes() for path in files}
 
 
@@ -79,7 +80,7 @@ def test_prepare_writes_the_splits_and_their_summary(scratch, capsys):
     assert code == 0, err
     assert out.strip().splitlines()[-1] == (
         "prepare: 96 valid pairs (kfold split fold 0 of 5): train 66, validation 10, test 20; dropped: none")
-    data = read_json(scratch / DATA_METRICS)
+    data = read_json(scratch / DATA_REPORT)
     for name in SPLITS:
         labels = [int(row["label"]) for row in csv.DictReader(open(scratch / split_csv(name), encoding="utf-8"))]
         assert data[name] == {"n": len(labels), "similar": sum(labels),
@@ -87,14 +88,14 @@ def test_prepare_writes_the_splits_and_their_summary(scratch, capsys):
     assert data["rows_read"] == 96 and data["rows_dropped"] == {}
 
 
-def test_prepare_missing_file_offline(scratch, capsys):
+def test_prepare_missing_file_offline(scratch, capsys, monkeypatch):
     (scratch / RAW_CSV).unlink()
-    set_params(scratch, {"data.url": UNREACHABLE_URL})
+    monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
     before = snapshot(scratch)
     line = one_line(prepare(scratch, capsys))
     assert line.startswith(f"prepare: error: could not download {UNREACHABLE_URL} (")
-    assert line.endswith(f"offline? place the MQP CSV at {RAW_CSV} (on these machines: mkdir -p {RAW_CSV.parent} "
-                         f"&& cp ../shared/data/mqp.csv {RAW_CSV})")
+    assert line.endswith(f"offline? place the MQP CSV there yourself: mkdir -p {RAW_CSV.parent} "
+                         f"&& cp /path/to/mqp.csv {RAW_CSV}")
     assert snapshot(scratch) == before  # the last good splits and metrics are untouched
     assert not (scratch / RAW_CSV).exists() and not (scratch / RAW_CSV).with_name(RAW_CSV.name + ".part").exists()
 
@@ -105,7 +106,8 @@ def test_prepare_wrong_checksum(scratch, capsys):
     line = one_line(prepare(scratch, capsys))
     assert re.fullmatch(rf"prepare: error: checksum mismatch for {re.escape(str(RAW_CSV))}: sha256 [0-9a-f]{{64}}, "
                         r"params\.yaml data\.sha256 expects 0{64}; replace the file with the right one, or set "
-                        r"data\.sha256 to the new value \(or null\) if you changed the data on purpose", line), line
+                        r"data\.sha256 to ([0-9a-f]{64}) if you changed the data on purpose", line), line
+    assert line.count(sha256_of(scratch / RAW_CSV)) == 2
     assert snapshot(scratch) == before
 
 
@@ -144,8 +146,18 @@ def test_prepare_reports_and_counts_drops(scratch, capsys):
     assert code == 0, err
     summary = [line for line in out.splitlines() if line.startswith("prepare: ")]
     assert summary == [f"prepare: {len(rows)} valid pairs (grouped split): train 76, validation 10, test 10; "
-                       "dropped: 1 header row, 1 label not 0 or 1, 1 empty question, 2 duplicate pair"]
-    data = read_json(scratch / DATA_METRICS)
+                       "dropped: 5 rows (1 header row, 1 label not 0 or 1, 1 empty question, 2 duplicate pair), "
+                       f"listed in {REJECTED_CSV}"]
+    data = read_json(scratch / DATA_REPORT)
     assert data["rows_dropped"] == {"header row": 1, "label not 0 or 1": 1, "empty question": 1, "duplicate pair": 2}
     assert data["rows_read"] == len(rows) + 5 == 1 + len(rows) + len(extra)
     assert sum(data[split]["n"] for split in SPLITS) == len(rows)
+    assert read_json(scratch / DATA_METRICS) == {"n": len(rows), "n_dropped": 5}
+    with open(scratch / REJECTED_CSV, newline="", encoding="utf-8") as f:
+        rejected = list(csv.DictReader(f))
+    assert list(rejected[0]) == REJECTED_COLUMNS
+    first_extra = 2 + len(rows)  # the raw file's line of the first extra row (after the header)
+    assert [(row["line"], row["reason"], row["question_1"]) for row in rejected] == [
+        ("1", "header row", "question_1"), (str(first_extra), "label not 0 or 1", "Odd?"),
+        (str(first_extra + 1), "empty question", ""), (str(first_extra + 2), "duplicate pair", rows[0][1]),
+        (str(first_extra + 3), "duplicate pair", rows[1][1])]

@@ -188,7 +188,7 @@ def test_pipeline_makes_no_network_call(gpt2_biencoder_project):
     """Every stage, in this process, behind the network guard (the GPT-2 bi-encoder run)."""
     project, _, attempts = gpt2_biencoder_project
     assert attempts == []
-    outputs = (paths.DATA_METRICS, paths.BASE_METRICS, paths.ZEROSHOT_METRICS, paths.TRAIN_METRICS,
-               paths.LORA_METRICS, paths.ADAPTER_DIR / "adapter_model.safetensors")
+    outputs = (paths.DATA_REPORT, paths.BASE_REPORT, paths.ZEROSHOT_REPORT, paths.TRAIN_REPORT,
+               paths.LORA_REPORT, paths.ADAPTER_DIR / "adapter_model.safetensors")
     for output in outputs:
         assert (project / output).exists(), output

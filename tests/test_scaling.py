@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from helpers import copy_project, dvc, project_params, read_json, run, run_queue
-from mqp.paths import ADAPTER_DIR, LORA_METRICS, TMP_DIR, TRAIN_METRICS
+from helpers import committed_json, copy_project, dvc, project_params, read_json, run, run_queue
+from mqp.paths import ADAPTER_DIR, LORA_METRICS, LORA_REPORT, TMP_DIR, TRAIN_REPORT
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +19,13 @@ pytestmark = pytest.mark.slow
 def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_project):
     project = copy_project(trained_project[0], tmp_path / "project")
     shutil.rmtree(project / ADAPTER_DIR)
-    (project / TRAIN_METRICS).unlink()
+    (project / TRAIN_REPORT).unlink()
     result = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                   "-m", "stages.finetune"], cwd=project, env={"OMP_NUM_THREADS": "1"})
     # Rank 0 alone writes the outputs and the summary line.
     assert result.stdout.count("finetune: ") == 1
     assert (project / ADAPTER_DIR / "adapter_model.safetensors").exists()
-    summary = read_json(project / TRAIN_METRICS)
+    summary = read_json(project / TRAIN_REPORT)
     epochs = project_params(project).train.epochs
     assert summary["epochs"] == epochs and 1 <= summary["best_epoch"] <= epochs
     assert not list((project / TMP_DIR).glob("checkpoints-*"))
@@ -33,7 +33,7 @@ def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_pr
 
     in_project(project)
     evaluate.main()  # the adapter loads and scores (in this process: quicker than a new one)
-    assert read_json(project / LORA_METRICS)["test"]["n"] > 0
+    assert read_json(project / LORA_REPORT)["test"]["n"] > 0
 
 
 def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
@@ -43,9 +43,9 @@ def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
     runs = {row["lora.r"]: row for row in rows if row["typ"] != "baseline"}
     assert sorted(runs) == ["2", "4"]
-    trainable = {rank: int(row["trainable_params"]) for rank, row in runs.items()}  # train.json's
+    trainable = {rank: committed_json(project, row["rev"], TRAIN_REPORT)["trainable_params"] for rank, row in runs.items()}
     assert trainable["2"] < trainable["4"]  # the rank reached the adapter
-    assert all(row[f"{LORA_METRICS}:test.accuracy"] not in ("", "!") for row in rows)
+    assert all(row[f"{LORA_METRICS}:acc"] not in ("", "!") for row in rows)
     for row in runs.values():  # the target: up to evaluate, no merged model exported
         log = dvc("queue", "logs", row["Experiment"], cwd=project).stdout
         assert "Running stage 'evaluate'" in log and "Running stage 'export'" not in log

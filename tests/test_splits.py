@@ -24,8 +24,8 @@ SPLIT_KINDS = ["kfold", "grouped", "random"]
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    table, drops = read_pairs(write_pairs_csv(tmp_path_factory.mktemp("pairs") / "mqp.csv", n_questions=60))
-    assert drops == {}
+    table, rejected = read_pairs(write_pairs_csv(tmp_path_factory.mktemp("pairs") / "mqp.csv", n_questions=60))
+    assert rejected.empty
     return table
 
 

@@ -27,16 +27,16 @@ def test_exp_run_reruns_only_what_the_param_reaches(untrained_project, trained_p
     for name in ("prepare", "baseline", "zeroshot"):
         assert f"Stage '{name}' didn't change, skipping" in out
     assert all(f"Running stage '{name}'" in out for name in ("finetune", "evaluate", "export"))
-    lora = read_json(project / paths.LORA_METRICS)
-    assert lora["test"]["loss"] != read_json(trained_project[0] / paths.LORA_METRICS)["test"]["loss"]
+    lora = read_json(project / paths.LORA_REPORT)
+    assert lora["test"]["loss"] != read_json(trained_project[0] / paths.LORA_REPORT)["test"]["loss"]
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
     by_name = {row["Experiment"] or row["rev"]: row for row in rows}
     assert by_name["base-model"]["train.epochs"] == "0" and by_name["workspace"]["train.epochs"] == "0"
     (committed,) = [row for row in rows if row["typ"] == "baseline" and row["rev"] != "workspace"]  # HEAD
     assert committed["train.epochs"] == str(project_params(trained_project[0]).train.epochs)
-    assert float(by_name["base-model"][f"{paths.LORA_METRICS}:test.loss"]) == lora["test"]["loss"]
-    base_accuracy = read_json(project / paths.BASE_METRICS)["test"]["accuracy"]
-    assert float(by_name["base-model"][f"{paths.BASE_METRICS}:test.accuracy"]) == base_accuracy
+    assert float(by_name["base-model"][f"{paths.LORA_METRICS}:auc"]) == round(lora["test"]["roc_auc"], 4)
+    base_accuracy = read_json(project / paths.BASE_REPORT)["test"]["accuracy"]
+    assert float(by_name["base-model"][f"{paths.BASE_METRICS}:acc"]) == round(base_accuracy, 4)
 
 
 @pytest.mark.parametrize("architecture", sorted(PROJECT_OF))
@@ -55,8 +55,8 @@ def test_untrained_adapter_is_the_base_model(request, architecture, tmp_path, in
         finetune.main()
         evaluate.main()
     assert project_params(project).model.architecture == architecture
-    assert read_json(project / paths.TRAIN_METRICS)["epochs"] == 0
-    base, untrained = read_json(project / paths.BASE_METRICS), read_json(project / paths.LORA_METRICS)
+    assert read_json(project / paths.TRAIN_REPORT)["epochs"] == 0
+    base, untrained = read_json(project / paths.BASE_REPORT), read_json(project / paths.LORA_REPORT)
     assert untrained["test"] == base["test"] and untrained["validation"] == base["validation"]
     assert (untrained["vs_base"]["this_only"], untrained["vs_base"]["other_only"]) == (0, 0)
     pd.testing.assert_frame_equal(read_predictions(project / paths.LORA_RESULTS),
@@ -66,18 +66,18 @@ def test_untrained_adapter_is_the_base_model(request, architecture, tmp_path, in
 def test_metrics_diff_base_model_against_lora(untrained_project, trained_project):
     """`dvc exp run -n base-model -S train.epochs=0` against the trained run (HEAD)."""
     project, _ = untrained_project
-    base = read_json(project / paths.BASE_METRICS)
-    trained = read_json(trained_project[0] / paths.LORA_METRICS)
+    base = read_json(project / paths.BASE_REPORT)
+    trained = read_json(trained_project[0] / paths.LORA_REPORT)
     target = str(paths.LORA_METRICS)
     diff = json.loads(dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", "--json",
                           cwd=project).stdout)
     changes = diff[target]
-    for key in ("accuracy", "f1", "precision", "recall", "accuracy_ci_low", "tp"):
-        assert f"test.{key}" in changes
-    assert changes["test.loss"]["old"] == base["test"]["loss"]
-    assert changes["test.loss"]["new"] == trained["test"]["loss"]
+    assert set(changes) == {"n", "acc", "acc_ci", "f1", "auc", "vs_base", "vs_zeroshot"}
+    assert changes["auc"]["old"] == round(base["test"]["roc_auc"], 4)
+    assert changes["auc"]["new"] == round(trained["test"]["roc_auc"], 4)
+    assert changes["vs_base"]["old"] == "+0.0 p=1.000"  # untrained LoRA is the base model
     text = dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", cwd=project).stdout
-    assert "test.accuracy" in text and "Change" in text
+    assert max(len(line) for line in text.splitlines()) <= 120 and "Change" in text
 
 
 def test_untrained_lora_fails(untrained_project):
