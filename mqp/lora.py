@@ -15,6 +15,7 @@ from mqp.biencoder import BiEncoder
 from mqp.errors import PipelineError
 from mqp.models import base_model, device
 from mqp.params import LoraParams, Params
+from mqp.paths import ADAPTER_CONFIG
 
 # BERT-like encoders: LoRA on every attention and dense projection of the encoder layers
 # (a regex, so the pooler and a RoBERTa classifier's own `dense` stay out).
@@ -98,9 +99,9 @@ def save_trained(model: nn.Module, folder: Path) -> None:
 def load_trained(params: Params, tokenizer, adapter_dir: Path):
     """The base model plus the saved adapter (and head), fresh from disk, on the device."""
     # safetensors only: an adapter saved as adapter_model.bin is never loaded.
-    if not all((adapter_dir / name).exists() for name in ("adapter_config.json", "adapter_model.safetensors")):
+    if not all((adapter_dir / name).exists() for name in (ADAPTER_CONFIG, "adapter_model.safetensors")):
         raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
-    saved_task = json.loads((adapter_dir / "adapter_config.json").read_text()).get("task_type")
+    saved_task = json.loads((adapter_dir / ADAPTER_CONFIG).read_text()).get("task_type")
     architecture = params.model.architecture
     if saved_task != TASK_TYPES[architecture]:
         raise PipelineError(f"the adapter in {adapter_dir} is not a {architecture}'s (task type {saved_task}); "

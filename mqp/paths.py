@@ -12,6 +12,7 @@ SPLITS = ("train", "validation", "test")
 REJECTED_CSV = PREPARED_DIR / "rejected.csv"
 
 ADAPTER_DIR = Path("models/adapter")
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's, inside it: the rank, targets and base model
 # The adapter merged into its base model: a standalone Hugging Face folder (stage export).
 MERGED_DIR = Path("models/merged")
 # The bi-encoder's similarity calibration inside it: scale, bias and threshold.

@@ -2,11 +2,17 @@
 
     python -m stages.predict "question one" "question two"
     python -m stages.predict --csv pairs.csv --out scored.csv   # columns question_1, question_2
+
+The output CSV has the input's columns plus prob_similar (P(similar), 4 decimals) and label (1 where
+prob_similar >= eval.threshold). Which model scored them goes to stderr: the adapter's folder, its
+base model, architecture and rank, and the git commit or DVC experiment that trained it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 import pandas as pd
 
@@ -16,7 +22,8 @@ from mqp.inference import score_pairs
 from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
 from mqp.models import load_tokenizer
-from mqp.paths import ADAPTER_DIR
+from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR
+from mqp.provenance import adapter_origin
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,6 +49,14 @@ def read_pairs_csv(path: str) -> pd.DataFrame:
     return table
 
 
+def model_line(params) -> str:
+    """e.g. `predict: model models/adapter: LoRA r=8 on sentence-transformers/all-MiniLM-L6-v2
+    (bi-encoder), from git 9cacd04`; the rank as the adapter's own config has it."""
+    rank = json.loads((ADAPTER_DIR / ADAPTER_CONFIG).read_text())["r"]
+    return (f"predict: model {ADAPTER_DIR}: LoRA r={rank} on {params.model.name} "
+            f"({params.model.architecture}), from {adapter_origin()}")
+
+
 @stage("predict")
 def main(params, argv=None) -> None:
     args = parse_args(argv)
@@ -51,6 +66,7 @@ def main(params, argv=None) -> None:
         table = pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]})
     tokenizer = load_tokenizer(params.model)
     model = load_trained(params, tokenizer, ADAPTER_DIR)
+    print(model_line(params), file=sys.stderr)
     probs = score_pairs(model, tokenizer, table["question_1"], table["question_2"], params)
     table["prob_similar"] = probs.round(4)
     table["label"] = predicted_labels(probs, params.eval.threshold)

@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import pytest
 
-from helpers import repo_params_raw, stage, write_params
+from helpers import project_params, repo_params_raw, run, stage, write_params
 from mqp import paths
 from mqp.reports import read_predictions
 
@@ -22,9 +22,13 @@ def no_project(tmp_path, in_project):
 def test_predict_answers_a_pair(trained_project):
     project, _ = trained_project
     saved = read_predictions(project / paths.LORA_RESULTS).iloc[0]
-    out = stage("predict", project, saved["question_1"], saved["question_2"]).stdout
+    result = stage("predict", project, saved["question_1"], saved["question_2"])
     verdict = "similar (label 1" if saved["predicted"] else "different (label 0"
-    assert out == f"{verdict}, P(similar) = {saved['prob_similar']:.4f})\n"
+    assert result.stdout == f"{verdict}, P(similar) = {saved['prob_similar']:.4f})\n"
+    # Which model answered, on stderr: the trained project's adapter, committed in HEAD.
+    params, head = project_params(project), run(["git", "rev-parse", "--short=7", "HEAD"], cwd=project).stdout.strip()
+    assert result.stderr == (f"predict: model {paths.ADAPTER_DIR}: LoRA r={params.lora.r} on {params.model.name} "
+                             f"({params.model.architecture}), from git {head}\n")
 
 
 @pytest.mark.slow

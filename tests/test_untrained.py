@@ -12,7 +12,7 @@ import re
 import pandas as pd
 import pytest
 
-from helpers import DEFAULT_ARCHITECTURE, PROJECT_OF, copy_project, dvc, project_params, read_json, set_params, stage
+from helpers import DEFAULT_ARCHITECTURE, PROJECT_OF, copy_project, dvc, project_params, read_json, run, set_params, stage
 from mqp import paths
 from mqp.reports import read_predictions
 
@@ -78,6 +78,16 @@ def test_metrics_diff_base_model_against_lora(untrained_project, trained_project
     assert changes["vs_base"]["old"] == "+0.0 p=1.000"  # untrained LoRA is the base model
     text = dvc("metrics", "diff", "base-model", "HEAD", "--targets", target, "--all", cwd=project).stdout
     assert max(len(line) for line in text.splitlines()) <= 120 and "Change" in text
+
+
+def test_the_workspace_adapter_is_traced_to_its_experiment(untrained_project, monkeypatch):
+    """After `dvc exp run -n base-model`, predict names that experiment as the adapter's origin."""
+    from mqp.provenance import adapter_origin
+
+    project, _ = untrained_project
+    monkeypatch.chdir(project)
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], cwd=project).stdout.strip()
+    assert adapter_origin() == f"experiment base-model (on git {head})"
 
 
 def test_untrained_lora_fails(untrained_project):
