@@ -179,7 +179,7 @@ def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: P
                    f"validation F1), {summary['trainable_params']:,} trainable parameters of "
                    f"{summary['total_params']:,} ({summary['trainable_percent']}%), threshold "
                    f"{params.eval.threshold:g}:\n\n{metrics_table(validation)}\nThe test metrics are the `evaluate` "
-                   "stage's (`metrics/lora.json`) and the merged model's card.\n")
+                   "stage's (`metrics/detail/lora.json`) and the merged model's card.\n")
     else:
         results = "## Validation metrics\n\nNone: `train.epochs=0` saved the untrained adapter.\n"
     meta = metadata(params, "mqp-lora-adapter", "validation", validation, {"library_name": "peft"})

@@ -44,8 +44,13 @@ def main(params) -> None:
     write_json(LORA_METRICS, headline(metrics))
     others = {name: json.loads(path.read_text()) for name, (path, _) in OTHERS.items()}
     log_comparison(params, {**others, "lora": metrics})
-    print(summary_line("evaluate", metrics, device().type, others["base"])
-          + f"; vs zero-shot {metrics['vs_zeroshot']['accuracy_diff']:+.4f}, McNemar p {p_value_text(metrics['vs_zeroshot']['mcnemar_p'])}")
+    print(summary(metrics, others["base"], device().type))
+
+
+def summary(metrics: dict, base: dict, device: str) -> str:
+    versus = metrics["vs_zeroshot"]
+    return (summary_line("evaluate", metrics, device, base)
+            + f"; vs zero-shot {versus['accuracy_diff']:+.4f}, McNemar p {p_value_text(versus['mcnemar_p'])}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,11 @@ def main(params) -> None:
     write_test_results(ZEROSHOT_RESULTS, splits["test"], probs["test"], threshold, metrics["test"])
     write_json(ZEROSHOT_REPORT, metrics)
     write_json(ZEROSHOT_METRICS, headline(metrics))
-    print(summary_line("zeroshot", metrics, device().type) + f"; threshold {threshold:.4f} chosen on validation")
+    print(summary(metrics, device().type))
+
+
+def summary(metrics: dict, device: str) -> str:
+    return summary_line("zeroshot", metrics, device) + f"; threshold {metrics['threshold']:.4f} chosen on validation"
 
 
 if __name__ == "__main__":

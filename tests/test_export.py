@@ -118,7 +118,7 @@ def test_merged_model_scores_like_the_adapter(request, tmp_path, model_dir, arch
 @pytest.mark.parametrize("architecture", sorted(PROJECT_OF))
 def test_exported_project_model_scores_its_test_split_like_the_adapter(request, architecture):
     """The export stage's folder in a trained project: its card's lines give the adapter's
-    probabilities on the test split, and its front matter carries metrics/lora.json's numbers."""
+    probabilities on the test split, and its front matter carries metrics/detail/lora.json's numbers."""
     project = request.getfixturevalue(PROJECT_OF[architecture])[0]
     params = project_params(project)
     tokenizer = load_tokenizer(params.model)
