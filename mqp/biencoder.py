@@ -15,6 +15,20 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 INITIAL_SCALE = 15.0
 INITIAL_BIAS = -9.0
 SIDES = ("1", "2")  # suffixes of the two questions' input columns
+# The ranking loss's logits are cosines times this: sentence-transformers' MultipleNegativesRankingLoss default.
+RANKING_SCALE = 20.0
+
+
+def ranking_loss(first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multiple-negatives ranking with hard negatives: each question_1 of a similar pair must rank
+    its rewrite above every other question_2 in the batch. The batches hold both pairs of each
+    question_1 (QuestionGroupedSampler), so those include its dissimilar rewrite, which doctors wrote
+    to look alike (a hard negative), and the other questions' rewrites (easy ones)."""
+    anchors = labels.bool()
+    if not anchors.any():
+        return first.new_zeros(())
+    scores = RANKING_SCALE * first[anchors] @ second.T
+    return nn.functional.cross_entropy(scores, anchors.nonzero().squeeze(1))
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -32,10 +46,11 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 class BiEncoder(nn.Module):
     """An encoder (bare or with LoRA) plus a two-number similarity head."""
 
-    def __init__(self, encoder: nn.Module, pooling: str):
+    def __init__(self, encoder: nn.Module, pooling: str, ranking_weight: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        self.ranking_weight = ranking_weight  # train.ranking_weight: the ranking loss beside BCE while training
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
         self.bias = nn.Parameter(torch.tensor(INITIAL_BIAS))
 
@@ -62,10 +77,14 @@ class BiEncoder(nn.Module):
     def forward(self, labels=None, **inputs) -> SequenceClassifierOutput:
         first, second = ({key.removesuffix("_" + side): value for key, value in inputs.items()
                           if key.endswith("_" + side)} for side in SIDES)
-        logit = self.logit((self.embed_each_once(**first) * self.embed_each_once(**second)).sum(-1))
+        first, second = self.embed_each_once(**first), self.embed_each_once(**second)
+        logit = self.logit((first * second).sum(-1))
         loss = None
         if labels is not None:
             loss = nn.functional.binary_cross_entropy_with_logits(logit, labels.to(logit.dtype))
+            # Training only: evaluation's loss stays the log loss of the probabilities.
+            if self.training and self.ranking_weight:
+                loss = loss + self.ranking_weight * ranking_loss(first, second, labels)
         # Two-class logits whose softmax is sigmoid(logit): the cross-encoder's output shape.
         return SequenceClassifierOutput(loss=loss, logits=torch.stack([-logit / 2, logit / 2], dim=-1))
 

@@ -107,5 +107,5 @@ def base_model(params: Params, tokenizer):
     # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
     transformers.set_seed(params.train.seed)
     if params.model.architecture == "bi-encoder":
-        return BiEncoder(load_encoder(params.model), params.model.pooling)
+        return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight)
     return load_classifier(params.model, tokenizer, params.train.seed)

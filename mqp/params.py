@@ -73,6 +73,7 @@ class TrainParams(_Group):
     seed: int
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     swap_questions: bool
+    ranking_weight: float = Field(ge=0)
 
 
 class EvalParams(_Group):
@@ -93,6 +94,13 @@ class Params(_Group):
     train: TrainParams
     eval: EvalParams
     logging: LoggingParams
+
+    @model_validator(mode="after")
+    def _ranking_needs_embeddings(self):
+        if self.train.ranking_weight and self.model.architecture != "bi-encoder":
+            raise ValueError("train.ranking_weight ranks sentence embeddings: it needs model.architecture=bi-encoder "
+                             f"(got {self.model.architecture}); set it to 0")
+        return self
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:

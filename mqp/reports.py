@@ -36,5 +36,9 @@ def write_test_results(results_dir: Path, test: pd.DataFrame, probs: np.ndarray,
 
 
 def read_predictions(results_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(results_dir / PREDICTIONS_CSV, dtype={"question_1": str, "question_2": str},
-                       keep_default_na=False)
+    return parse_predictions(results_dir / PREDICTIONS_CSV)
+
+
+def parse_predictions(source) -> pd.DataFrame:
+    """A predictions.csv, from a path or an open file (e.g. dvc.api.open of an experiment's)."""
+    return pd.read_csv(source, dtype={"question_1": str, "question_2": str}, keep_default_na=False)

@@ -78,7 +78,8 @@ def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
             continue
         if "vs_base" not in metrics["lora"]:
             continue
-        runs.append({"name": name, "params": params, "metrics": metrics, "timestamp": data.get("timestamp") or ""})
+        runs.append({"name": name, "rev": entry["rev"], "params": params, "metrics": metrics,
+                     "timestamp": data.get("timestamp") or ""})
     return runs
 
 
@@ -138,6 +139,7 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
             continue
         runs = [by_fold[fold] for fold in range(folds)]
         summaries.append({"configuration": label, "experiments": [run["name"] for run in runs],
+                          "revs": [run["rev"] for run in runs], "params": {k: json.loads(v) for k, v in config},
                           **{model: pooled_model(runs, model) for model in MODELS}})
     if not summaries:
         raise PipelineError("no configuration has all its folds finished yet: see `dvc queue status`")

@@ -8,7 +8,7 @@ import torch
 
 from helpers import QUESTIONS_1, QUESTIONS_2, STAGES, read_json, tiny_params
 from mqp import paths
-from mqp.biencoder import BiEncoder, pool
+from mqp.biencoder import RANKING_SCALE, BiEncoder, pool, ranking_loss
 from mqp.inference import score_pairs
 from mqp.lora import HEAD_FILE, with_lora
 from mqp.models import base_model, load_tokenizer
@@ -39,6 +39,35 @@ def test_forward_is_a_sigmoid_of_the_scaled_cosine(tiny_bert):
         logit = model.scale * cosine + model.bias
         torch.testing.assert_close(torch.softmax(out.logits, -1)[:, 1], torch.sigmoid(logit))
         torch.testing.assert_close(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(logit, labels.float()))
+
+
+def test_ranking_loss_ranks_each_similar_rewrite_among_the_batch():
+    """Rows: (q1=a, similar), (q1=a, dissimilar), (q1=b, similar). Anchors are the similar rows; each
+    scores every question_2 of the batch, and its own rewrite is the target."""
+    first = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    second = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [1.0, 0.5], [0.1, 1.0]]), dim=-1)
+    labels = torch.tensor([1, 0, 1])
+    scores = RANKING_SCALE * torch.stack([first[0] @ second.T, first[2] @ second.T])
+    by_hand = -(torch.log_softmax(scores[0], -1)[0] + torch.log_softmax(scores[1], -1)[2]) / 2
+    torch.testing.assert_close(ranking_loss(first, second, labels), by_hand)
+    assert ranking_loss(first, second, torch.tensor([0, 0, 0])) == 0  # no similar pair: nothing to rank
+
+
+def test_ranking_weight_adds_the_ranking_loss_while_training_only(tiny_bert):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.ranking_weight": 0.5})
+    tokenizer = load_tokenizer(params.model)
+    model = base_model(params, tokenizer)
+    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
+    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
+    labels = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        first, second = model.embed(**sides[0]), model.embed(**sides[1])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(model.logit((first * second).sum(-1)), labels.float())
+        model.eval()
+        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce)  # validation: the log loss alone
+        model.train()
+        model.encoder.eval()  # no dropout, so the embeddings above are the training pass's
+        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce + 0.5 * ranking_loss(first, second, labels))
 
 
 def test_a_question_repeated_in_a_batch_is_encoded_once_with_the_same_loss_and_gradients(tiny_bert):

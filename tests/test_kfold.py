@@ -1,13 +1,16 @@
-"""stages.kfold: grouped k-fold experiments, queued through DVC, pooled into one table per model."""
+"""stages.kfold: grouped k-fold experiments, queued through DVC, pooled into one table per model; and
+stages.sweep on a queued sweep, its runs' predictions read back from their experiments."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
 import pytest
+from PIL import Image
 
-from helpers import dvc, make_project, read_json, run, run_queue
+from helpers import REPO, dvc, make_project, read_json, run, run_queue
 from mqp import paths
 from stages.kfold import summarise
 
@@ -87,14 +90,35 @@ def test_no_finished_experiments_is_one_clear_error():
 
 
 @pytest.mark.slow
-def test_queued_folds_run_through_dvc_and_pool_over_every_pair(tmp_path, tiny_bert):
+def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_bert):
+    """Two ranks by two folds, queued as the README says: kfold pools each rank over every pair, and
+    sweep reads each run's predictions back from its experiment and pairs the ranks fold by fold."""
     project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
-    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-C", str(paths.RAW_CSV.parent), "evaluate", cwd=project)
-    run_queue(project, jobs=2)  # the two folds side by side: the suite's slowest test, ~1.7x quicker
+    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-S", "lora.r=2,4", "-C", str(paths.RAW_CSV.parent),
+        "evaluate", cwd=project)
+    run_queue(project, jobs=2)  # two runs side by side: the suite's slowest test, ~1.7x quicker
     result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
-    summary, = read_json(project / "kfold.json")["configurations"]
-    assert summary["lora"]["n"] == 96 and summary["lora"]["folds"] == 2  # every pair tested once
-    assert len(summary["experiments"]) == 2
-    for model in ("base", "zeroshot", "lora"):
-        assert f"| {model} | {summary[model]['accuracy']:.4f}" in result.stdout
-    assert json.dumps(summary)  # plain JSON
+    summaries = {s["configuration"]: s for s in read_json(project / "kfold.json")["configurations"]}
+    assert sorted(summaries) == ["lora.r=2", "lora.r=4"]
+    for summary in summaries.values():
+        assert summary["lora"]["n"] == 96 and summary["lora"]["folds"] == 2  # every pair tested once
+        assert len(summary["experiments"]) == 2
+        for model in ("base", "zeroshot", "lora"):
+            assert f"| {model} | {summary[model]['accuracy']:.4f}" in result.stdout
+    assert json.dumps(summaries)  # plain JSON
+
+    out = run([sys.executable, "-m", "stages.sweep", "--reference", "lora.r=4", "--csv", "sweep.csv"], cwd=project).stdout
+    assert out.startswith("Reference: lora.r=4; every configuration on the same 96 test pairs")
+    rows = {row["configuration"]: row for row in csv.DictReader(open(project / "sweep.csv", encoding="utf-8"))}
+    low, high = rows["lora.r=2"], rows["lora.r=4"]
+    assert int(low["trainable_params"]) < int(high["trainable_params"])  # the rank reached each adapter
+    assert (high["reference"], high["this_only"], high["reference_only"]) == ("True", "0", "0")
+    # The paired difference, from the runs' predictions, is the difference of the pooled accuracies,
+    # from their reports' counts.
+    right = {name: round(summaries[name]["lora"]["accuracy"] * 96) for name in summaries}
+    assert int(low["this_only"]) - int(low["reference_only"]) == right["lora.r=2"] - right["lora.r=4"]
+    assert float(low["vs_reference_accuracy_diff"]) == pytest.approx((right["lora.r=2"] - right["lora.r=4"]) / 96)
+    # The README's plot of it, rendered offline.
+    run([sys.executable, str(REPO / "plots" / "render_png.py"), "img", "sweep.csv", "--template",
+         str(REPO / "plots" / "accuracy_ci.json"), "-x", "lora.r", "-y", "accuracy"], cwd=project)
+    assert Image.open(project / "img" / "sweep.csv.png").size[0] > 400

@@ -79,6 +79,13 @@ def test_fold_must_be_below_folds(fold, folds):
                        f"(got fold {fold} of {folds})")
 
 
+def test_ranking_weight_needs_the_bi_encoder():
+    assert error_of(repo_params_raw({"model.architecture": "cross-encoder", "train.ranking_weight": 0.5})) == (
+        "invalid params.yaml: params: train.ranking_weight ranks sentence embeddings: it needs "
+        "model.architecture=bi-encoder (got cross-encoder); set it to 0")
+    parse_params(repo_params_raw({"model.architecture": "bi-encoder", "train.ranking_weight": 0.5}))
+
+
 def test_held_out_shares_must_leave_training_data():
     # kfold holds out 1/folds for test: 0.5 + 1/2 leaves nothing.
     assert "validation and test take 1 of the data, leaving nothing to train on" in error_of(

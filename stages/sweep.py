@@ -1,0 +1,133 @@
+"""sweep: which configuration is better, by how much, with what certainty. Each configuration of a
+k-fold sweep gets its pooled LoRA accuracy [95% CI] over every test pair, and its paired difference
+with a reference configuration: both models' answers on the same pairs, fold by fold, summed.
+
+    dvc exp run --queue -S 'data.fold=range(0,5)' -S 'lora.r=2,8,32' -C data/raw evaluate
+    OMP_NUM_THREADS=1 dvc queue start -j 2          # wait until `dvc queue status` shows them done
+    python -m stages.sweep --csv sweep.csv          # the reference: params.yaml's configuration
+    python plots/render_png.py docs/img sweep.csv --template plots/accuracy_ci.json -x lora.r -y accuracy
+
+The per-pair answers are each run's results/lora/predictions.csv, read from the run's experiment
+(DVC's cache holds the outputs of queued runs) or, for the workspace, from disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from mqp.cli import stage
+from mqp.errors import PipelineError
+from mqp.metrics import p_value_text
+from mqp.paths import LORA_RESULTS, PREDICTIONS_CSV, TRAIN_REPORT
+from mqp.reports import parse_predictions
+from mqp.stats import paired_comparison, paired_counts
+from stages.kfold import WORKSPACE, exp_show_json, flatten, git_report, interval, is_variant_param, summarise
+
+PAIR = ["question_1", "question_2"]
+
+
+def predictions_at(rev: str) -> pd.DataFrame:
+    """A run's LoRA test predictions: the workspace's file, or the one in an experiment's commit."""
+    path = LORA_RESULTS / PREDICTIONS_CSV
+    if rev == WORKSPACE:
+        return parse_predictions(path)
+    import dvc.api  # here: only runs of experiments need it, and it is slow to import
+
+    with dvc.api.open(str(path), rev=rev) as source:
+        return parse_predictions(source)
+
+
+def correct_by_pair(predictions: pd.DataFrame) -> pd.Series:
+    """Whether the model got each test pair right, indexed by the pair."""
+    return (predictions["predicted"] == predictions["label"]).set_axis(pd.MultiIndex.from_frame(predictions[PAIR]))
+
+
+def paired_over_folds(revs: list[str], reference_revs: list[str], read_predictions=predictions_at) -> dict:
+    """A configuration against the reference on the same test pairs of every fold: the discordant
+    counts summed over the folds, then the paired difference, its interval and McNemar p."""
+    totals = np.zeros(3, dtype=int)
+    for fold, (rev, reference_rev) in enumerate(zip(revs, reference_revs)):
+        ours, theirs = correct_by_pair(read_predictions(rev)), correct_by_pair(read_predictions(reference_rev))
+        if len(ours) != len(theirs) or not ours.index.isin(theirs.index).all():
+            raise PipelineError(f"fold {fold}: the two configurations were tested on other pairs; "
+                                "compare configurations with the same data params")
+        counts = paired_comparison(ours.to_numpy(), theirs.reindex(ours.index).to_numpy())
+        totals += [counts["a_only"], counts["b_only"], counts["n"]]
+    return paired_counts(*totals)
+
+
+def find_reference(summaries: list[dict], params, label: str | None) -> dict:
+    """The configuration named by --reference (its label), else the one params.yaml describes."""
+    if label is not None:
+        found = [s for s in summaries if s["configuration"] == label]
+        if not found:
+            names = "; ".join(s["configuration"] for s in summaries)
+            raise PipelineError(f"no configuration {label!r} among the finished sweeps: {names}")
+        return found[0]
+    workspace = {k: json.dumps(v) for k, v in flatten(params.model_dump()).items() if is_variant_param(k)}
+    for summary in summaries:
+        if {k: json.dumps(v) for k, v in summary["params"].items()} == workspace:
+            return summary
+    raise PipelineError("no finished configuration has params.yaml's values; run its folds too, or pass "
+                        "--reference with one of: " + "; ".join(s["configuration"] for s in summaries))
+
+
+def compare(summaries: list[dict], reference: dict, read_predictions=predictions_at, read_report=git_report) -> list[dict]:
+    """One row per configuration: its varying params, trainable params, CPU minutes per fold,
+    pooled accuracy [CI], and its difference with the reference."""
+    varying = sorted({k for s in summaries for k in s["params"] if len({json.dumps(t["params"].get(k)) for t in summaries}) > 1})
+    rows = []
+    for summary in summaries:
+        trains = [read_report(rev, TRAIN_REPORT) or {} for rev in summary["revs"]]
+        lora = summary["lora"]
+        versus = paired_over_folds(summary["revs"], reference["revs"], read_predictions)
+        rows.append({
+            "configuration": summary["configuration"], **{k: summary["params"].get(k) for k in varying},
+            "reference": summary is reference,
+            "trainable_params": trains[0].get("trainable_params"),
+            "minutes_per_fold": round(float(np.mean([t.get("wall_seconds", np.nan) for t in trains])) / 60, 2),
+            "n": lora["n"], "accuracy": lora["accuracy"],
+            "accuracy_ci_low": lora["accuracy_ci_low"], "accuracy_ci_high": lora["accuracy_ci_high"],
+            **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("a_only", "b_only", "n")},
+            "this_only": versus["a_only"], "reference_only": versus["b_only"],
+        })
+    return sorted(rows, key=lambda row: -row["accuracy"])
+
+
+def markdown(rows: list[dict], reference: dict) -> str:
+    lines = [f"Reference: {reference['configuration']}; every configuration on the same {rows[0]['n']} test pairs", "",
+             "| configuration | trainable params | pooled accuracy [95% CI] | − reference [95% CI] | McNemar p "
+             "| CPU min per fold |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        versus = ("(reference)" if row["reference"] else
+                  f"{100 * row['vs_reference_accuracy_diff']:+.1f} points "
+                  f"[{100 * row['vs_reference_diff_ci_low']:+.1f}, {100 * row['vs_reference_diff_ci_high']:+.1f}]")
+        p = "" if row["reference"] else p_value_text(row["vs_reference_mcnemar_p"])
+        params = f"{row['trainable_params']:,}" if row["trainable_params"] is not None else "?"
+        lines.append(f"| {row['configuration']} | {params} | {row['accuracy']:.4f} "
+                     f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {versus} | {p} | {row['minutes_per_fold']} |")
+    return "\n".join(lines)
+
+
+@stage("sweep")
+def main(params, argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", help="the configuration to compare with, as its label in the table "
+                                            "(e.g. 'lora.r=8'); default: params.yaml's")
+    parser.add_argument("--csv", help="write the rows here, for `dvc plots show FILE --template plots/accuracy_ci.json`")
+    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
+    args = parser.parse_args(argv)
+    summaries = summarise(exp_show_json(args.all_commits))
+    reference = find_reference(summaries, params, args.reference)
+    rows = compare(summaries, reference)
+    print(markdown(rows, reference))
+    if args.csv:
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()

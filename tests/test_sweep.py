@@ -1,0 +1,78 @@
+"""stages.sweep: configurations of a k-fold sweep compared pair by pair with a reference, on hand-made
+predictions whose discordant counts are known. (The queued sweep through DVC, read back from its
+experiments, is in test_kfold.py.)"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from helpers import repo_params
+from mqp.errors import PipelineError
+from mqp.stats import paired_counts
+from stages.kfold import flatten
+from stages.sweep import compare, find_reference, markdown, paired_over_folds
+
+PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
+LABELS = [1, 0] * 5
+
+
+def predictions(right: list[int], order=None) -> pd.DataFrame:
+    """predictions.csv rows over PAIRS, right where `right` has a 1 (optionally in another row order)."""
+    rows = [{"question_1": q1, "question_2": q2, "label": label, "predicted": label if ok else 1 - label}
+            for (q1, q2), label, ok in zip(PAIRS, LABELS, right)]
+    return pd.DataFrame([rows[i] for i in (order or range(len(rows)))])
+
+
+# rev: predictions. Fold 0: a right on 0-7, the reference on 2-9 -> a_only 2 (0, 1), b_only 2 (8, 9).
+# Fold 1: a right on all, the reference on 0-4 -> a_only 5, b_only 0.
+RUNS = {"a0": predictions([1] * 8 + [0] * 2), "r0": predictions([0] * 2 + [1] * 8, order=list(range(9, -1, -1))),
+        "a1": predictions([1] * 10), "r1": predictions([1] * 5 + [0] * 5)}
+
+
+def test_paired_difference_sums_each_folds_discordant_pairs():
+    result = paired_over_folds(["a0", "a1"], ["r0", "r1"], RUNS.__getitem__)
+    assert (result["a_only"], result["b_only"], result["n"]) == (7, 2, 20)
+    assert result == paired_counts(7, 2, 20)
+    assert result["accuracy_diff"] == pytest.approx((18 - 13) / 20)
+
+
+def test_other_test_pairs_cannot_be_paired():
+    other = predictions([1] * 10).assign(question_1=lambda t: t["question_1"] + " (other split)")
+    with pytest.raises(PipelineError, match="fold 0: the two configurations were tested on other pairs"):
+        paired_over_folds(["x"], ["r0"], {"x": other, **RUNS}.__getitem__)
+
+
+def summary(label: str, revs: list[str], accuracy: float, **params) -> dict:
+    return {"configuration": label, "revs": revs, "params": {"lora.r": 8, "train.epochs": 3, **params},
+            "lora": {"n": 20, "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.1, "accuracy_ci_high": accuracy + 0.05}}
+
+
+def test_rows_name_params_size_cost_and_difference():
+    a, reference = summary("lora.r=2", ["a0", "a1"], 0.9, **{"lora.r": 2}), summary("lora.r=8", ["r0", "r1"], 0.65)
+    reports = {"a0": 120.0, "a1": 180.0, "r0": 60.0, "r1": 60.0}
+    rows = compare([reference, a], reference, RUNS.__getitem__,
+                   lambda rev, path: {"trainable_params": 100 if rev.startswith("a") else 400, "wall_seconds": reports[rev]})
+    assert [row["configuration"] for row in rows] == ["lora.r=2", "lora.r=8"]  # best first
+    top, ref = rows
+    assert top["lora.r"] == 2 and "train.epochs" not in top  # only the params that vary become columns
+    assert (top["trainable_params"], top["minutes_per_fold"], top["reference"]) == (100, 2.5, False)
+    assert (top["this_only"], top["reference_only"]) == (7, 2)
+    assert top["vs_reference_mcnemar_p"] == paired_counts(7, 2, 20)["mcnemar_p"]
+    assert (ref["this_only"], ref["reference_only"], ref["vs_reference_accuracy_diff"], ref["reference"]) == (0, 0, 0, True)
+    table = markdown(rows, reference)
+    assert "| lora.r=2 | 100 | 0.9000 [0.800, 0.950] | +25.0 points [" in table
+    assert "| lora.r=8 | 400 | 0.6500 [0.550, 0.700] | (reference) |" in table
+
+
+def test_reference_is_params_yaml_unless_named():
+    params = repo_params()
+    ours = {"configuration": "lora.r=8", "params": {k: v for k, v in flatten(params.model_dump()).items()
+                                                   if k != "data.fold" and not k.startswith("logging.")}}
+    other = {"configuration": "lora.r=2", "params": {**ours["params"], "lora.r": 2}}
+    assert find_reference([other, ours], params, None) is ours
+    assert find_reference([other, ours], params, "lora.r=2") is other
+    with pytest.raises(PipelineError, match=r"no configuration 'lora.r=3' among the finished sweeps: lora.r=2; lora.r=8"):
+        find_reference([other, ours], params, "lora.r=3")
+    with pytest.raises(PipelineError, match="no finished configuration has params.yaml's values"):
+        find_reference([other], params, None)
