@@ -117,7 +117,7 @@ def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_
     # from their reports' counts.
     right = {name: round(summaries[name]["lora"]["accuracy"] * 96) for name in summaries}
     assert int(low["this_only"]) - int(low["reference_only"]) == right["lora.r=2"] - right["lora.r=4"]
-    assert float(low["vs_reference_accuracy_diff"]) == pytest.approx((right["lora.r=2"] - right["lora.r=4"]) / 96)
+    assert float(low["vs_reference_accuracy_diff"]) == pytest.approx((right["lora.r=2"] - right["lora.r=4"]) / 96, abs=1e-6)
     # The README's plot of it, rendered offline.
     run([sys.executable, str(REPO / "plots" / "render_png.py"), "img", "sweep.csv", "--template",
          str(REPO / "plots" / "accuracy_ci.json"), "-x", "lora.r", "-y", "accuracy"], cwd=project)
