@@ -58,21 +58,30 @@ def git_report(rev: str, path: Path) -> dict | None:
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
-def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
-    """{name, params, metrics} of each finished experiment (and the workspace) with all three
-    models' reports; experiments still queued, running or failed are left out."""
-    runs = []
+def finished_entries(exp_show: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(name, `dvc exp show` entry, flat params) of the workspace, the commits and each finished
+    experiment; experiments still queued, running or failed are left out."""
     entries = [(entry["name"] or entry["rev"], entry) for entry in exp_show]
     for commit in exp_show:
         for experiment in commit.get("experiments") or []:
             state = (experiment.get("executor") or {}).get("state", "success")
             if state == "success":  # not queued, running or failed
                 entries += [(rev.get("name") or rev["rev"][:7], rev) for rev in experiment["revs"]]
+    finished = []
     for name, entry in entries:
         data = entry.get("data") or {}
         params = flatten((data.get("params") or {}).get(str(PARAMS_FILE), {}).get("data") or {})
-        if entry.get("error") or not params:
-            continue
+        if not entry.get("error") and params:
+            finished.append((name, entry, params))
+    return finished
+
+
+def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
+    """{name, rev, params, metrics, timestamp} of each finished experiment (and the workspace) with
+    all three models' reports."""
+    runs = []
+    for name, entry, params in finished_entries(exp_show):
+        data = entry.get("data") or {}
         metrics = {model: read_report(entry["rev"], path) for model, path in MODELS.items()}
         if not all(m and "tp" in m.get("test", {}) for m in metrics.values()):
             continue

@@ -7,6 +7,12 @@ with a reference configuration: both models' answers on the same pairs, fold by 
     python -m stages.sweep --csv sweep.csv          # the reference: params.yaml's configuration
     python plots/render_png.py docs/img sweep.csv --template plots/accuracy_ci.json -x lora.r -y accuracy
 
+Before the test folds are read, screen candidates on one fold's validation split:
+
+    dvc exp run --queue -S 'lora.r=2,8,32' -C data/raw finetune     # finetune only: no test split read
+    OMP_NUM_THREADS=1 dvc queue start -j 2
+    python -m stages.sweep --validation                              # each run's validation accuracy [95% CI]
+
 The per-pair answers are each run's results/lora/predictions.csv, read from the run's experiment
 (DVC's cache holds the outputs of queued runs) or, for the workspace, from disk.
 """
@@ -22,10 +28,11 @@ import pandas as pd
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import LORA_RESULTS, PREDICTIONS_CSV, TRAIN_REPORT
+from mqp.paths import DATA_REPORT, LORA_RESULTS, PREDICTIONS_CSV, TRAIN_REPORT
 from mqp.reports import parse_predictions
-from mqp.stats import paired_comparison, paired_counts
-from stages.kfold import WORKSPACE, exp_show_json, flatten, git_report, interval, is_variant_param, summarise
+from mqp.stats import paired_comparison, paired_counts, proportion_ci
+from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
+                          summarise)
 
 PAIR = ["question_1", "question_2"]
 
@@ -113,6 +120,43 @@ def markdown(rows: list[dict], reference: dict) -> str:
     return "\n".join(lines)
 
 
+def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
+    """Each finished run's validation accuracy [95% CI] at its best epoch (finetune's report), best
+    first, with the params that differ between the runs."""
+    runs = []
+    for name, entry, params in finished_entries(exp_show):
+        train, data = read_report(entry["rev"], TRAIN_REPORT), read_report(entry["rev"], DATA_REPORT)
+        if train and data and train.get("epochs"):
+            runs.append((name, params, train, data["validation"]["n"]))
+    if not runs:
+        raise PipelineError("no finished run with a trained adapter: queue some, e.g. `dvc exp run --queue "
+                            "-S 'lora.r=2,8,32' -C data/raw finetune`, then `dvc queue start`")
+    varying = sorted({k for _, p, _, _ in runs for k in p
+                      if is_variant_param(k) and len({json.dumps(q.get(k)) for _, q, _, _ in runs}) > 1})
+    rows = []
+    for name, params, train, n in runs:
+        accuracy = train["validation"]["accuracy"]
+        low, high = proportion_ci(round(accuracy * n), n)
+        rows.append({"run": name, **{k: params.get(k) for k in varying}, "data.fold": params.get("data.fold"), "n": n,
+                     "accuracy": accuracy, "accuracy_ci_low": low, "accuracy_ci_high": high,
+                     "f1": train["validation"]["f1"], "best_epoch": train["best_epoch"],
+                     "trainable_params": train["trainable_params"], "minutes": round(train["wall_seconds"] / 60, 2)})
+    return sorted(rows, key=lambda row: -row["accuracy"])
+
+
+def validation_markdown(rows: list[dict]) -> str:
+    fixed = {"run", "data.fold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "best_epoch",
+             "trainable_params", "minutes"}
+    lines = ["| run | params | fold | validation accuracy [95% CI] | F1 | best epoch | trainable params | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        params = ", ".join(f"{k}={v}" for k, v in row.items() if k not in fixed) or "params.yaml"
+        lines.append(f"| {row['run']} | {params} | {row['data.fold']} | {row['accuracy']:.4f} "
+                     f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {row['f1']:.4f} | {row['best_epoch']} "
+                     f"| {row['trainable_params']:,} | {row['minutes']} |")
+    return "\n".join(lines)
+
+
 @stage("sweep")
 def main(params, argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.sweep", description=__doc__.splitlines()[0])
@@ -120,7 +164,15 @@ def main(params, argv=None) -> None:
                                             "(e.g. 'lora.r=8'); default: params.yaml's")
     parser.add_argument("--csv", help="write the rows here, for `dvc plots show FILE --template plots/accuracy_ci.json`")
     parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
+    parser.add_argument("--validation", action="store_true",
+                        help="screen: every finished run's validation accuracy, no test split read")
     args = parser.parse_args(argv)
+    if args.validation:
+        rows = validation_rows(exp_show_json(args.all_commits))
+        print(validation_markdown(rows))
+        if args.csv:
+            pd.DataFrame(rows).to_csv(args.csv, index=False)
+        return
     summaries = summarise(exp_show_json(args.all_commits))
     reference = find_reference(summaries, params, args.reference)
     rows = compare(summaries, reference)

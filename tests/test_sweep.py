@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from helpers import repo_params
+from mqp import paths
 from mqp.errors import PipelineError
-from mqp.stats import paired_counts
+from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
-from stages.sweep import compare, find_reference, markdown, paired_over_folds
+from stages.sweep import compare, find_reference, markdown, paired_over_folds, validation_markdown, validation_rows
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
 LABELS = [1, 0] * 5
@@ -76,3 +77,34 @@ def test_reference_is_params_yaml_unless_named():
         find_reference([other, ours], params, "lora.r=3")
     with pytest.raises(PipelineError, match="no finished configuration has params.yaml's values"):
         find_reference([other], params, None)
+
+
+SCREEN_REPORTS: dict = {}  # rev: {report path: report}, what git would show
+
+
+def screened(name: str, rev: str, accuracy: float | None, **params) -> dict:
+    """A finished run as `dvc exp show --json` lists it; accuracy None: no trained adapter (epochs 0)."""
+    SCREEN_REPORTS[rev] = {
+        str(paths.TRAIN_REPORT): {"epochs": 0 if accuracy is None else 3, "best_epoch": 2, "trainable_params": 1000,
+                                  "wall_seconds": 90.0, "validation": {"accuracy": accuracy, "f1": 0.5}},
+        str(paths.DATA_REPORT): {"validation": {"n": 304}}}
+    flat_params = {"data": {"fold": 0}, "lora": {"r": 8}, "logging": {"wandb": "disabled"}}
+    for key, value in params.items():
+        group, field = key.split(".")
+        flat_params[group] = {**flat_params.get(group, {}), field: value}
+    return {"rev": rev, "name": name, "data": {"params": {str(paths.PARAMS_FILE): {"data": flat_params}}}}
+
+
+def test_validation_screen_lists_each_run_with_its_interval():
+    runs = [screened("r2", "a", 0.80, **{"lora.r": 2}), screened("r32", "b", 0.85, **{"lora.r": 32}),
+            screened("untrained", "c", None, **{"lora.r": 4})]
+    exp_show = [{"rev": "workspace", "name": None, "data": {}},
+                {"rev": "abc", "name": "main", "data": {},
+                 "experiments": [{"revs": [run], "executor": None} for run in runs]}]
+    rows = validation_rows(exp_show, lambda rev, path: SCREEN_REPORTS.get(rev, {}).get(str(path)))
+    assert [(row["run"], row["lora.r"]) for row in rows] == [("r32", 32), ("r2", 2)]  # best first, untrained left out
+    assert (rows[0]["n"], rows[0]["minutes"]) == (304, 1.5)
+    assert (rows[0]["accuracy_ci_low"], rows[0]["accuracy_ci_high"]) == proportion_ci(round(0.85 * 304), 304)
+    assert "| r32 | lora.r=32 | 0 | 0.8500 [" in validation_markdown(rows)
+    with pytest.raises(PipelineError, match="no finished run with a trained adapter"):
+        validation_rows(exp_show[:1], lambda rev, path: None)
