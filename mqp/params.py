@@ -87,6 +87,16 @@ class LoggingParams(_Group):
     wandb_project: str = Field(min_length=1)
 
 
+class RetrievalParams(_Group):
+    bank: str = Field(min_length=1)
+    bank_column: str = Field(min_length=1)
+    k: int = Field(ge=1, le=10000)
+    search: Literal["exact", "hnsw"]
+    hnsw_m: int = Field(ge=2, le=256)
+    hnsw_ef_construction: int = Field(ge=1)
+    hnsw_ef_search: int = Field(ge=1)
+
+
 class Params(_Group):
     data: DataParams
     model: ModelParams
@@ -94,6 +104,7 @@ class Params(_Group):
     train: TrainParams
     eval: EvalParams
     logging: LoggingParams
+    retrieval: RetrievalParams
 
     @model_validator(mode="after")
     def _ranking_needs_embeddings(self):

@@ -45,6 +45,22 @@ ROC_CSV = "roc.csv"
 PRECISION_RECALL_CSV = "precision_recall.csv"
 TEST_METRICS_CSV = "test_metrics.csv"
 
+# Retrieval. Stage retrieval: ranking metrics on the test fold (the lean file for `dvc metrics`,
+# every figure and the sums that pool over folds in the detail file) and each query's ranks.
+RETRIEVAL_METRICS = METRICS_DIR / "retrieval.json"
+DETAIL_DIR = METRICS_DIR / "detail"
+RETRIEVAL_DETAIL = DETAIL_DIR / "retrieval.json"
+RETRIEVAL_RESULTS = RESULTS_DIR / "retrieval"
+RANKS_FILE = "ranks.csv"
+# Stage index: the question bank embedded by the exported model, read by `python -m stages.search`.
+INDEX_DIR = Path("models/index")
+# The files inside it: embeddings (one unit row per question), the bank (id, question), what was
+# built, and the HNSW graph with retrieval.search: hnsw.
+INDEX_EMBEDDINGS = "embeddings.npy"
+INDEX_BANK = "bank.csv"
+INDEX_META = "index.json"
+INDEX_HNSW = "hnsw.faiss"
+
 # DVCLive's training curves (loss, validation metrics per epoch).
 DVCLIVE_DIR = Path("dvclive")
 DVCLIVE_PLOTS = DVCLIVE_DIR / "plots"

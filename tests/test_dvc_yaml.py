@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -16,6 +17,7 @@ PACKAGES = ("stages", "mqp")
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
 ARTIFACTS = PIPELINE.get("artifacts", {})
+PARAMS = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text())
 # Paths in mqp/paths.py that DVC does not track, and why.
 NOT_IN_DVC_YAML = {
     paths.PARAMS_FILE: "DVC reads params.yaml itself, through each stage's params",
@@ -82,9 +84,14 @@ def test_import_closure_follows_imports_through_modules():
     assert "stages/evaluate.py" not in closure and "mqp/data.py" not in closure
 
 
+def resolve(path: str) -> str:
+    """A path with DVC's `${group.key}` templates filled in from params.yaml, as DVC fills them."""
+    return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda match: str(PARAMS[match[1]][match[2]]), path)
+
+
 def names(entries) -> set[str]:
     """Paths in a deps/outs/metrics list, whose items are strings or {path: options}."""
-    return {next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries or []}
+    return {resolve(next(iter(entry)) if isinstance(entry, dict) else entry) for entry in entries or []}
 
 
 def dvc_yaml_paths() -> set[PurePosixPath]:

@@ -1,0 +1,204 @@
+"""The retrieval stages for real on the tiny BERT: `dvc repro` builds the retrieval metrics and the
+index; stages.search answers from them with no PEFT importable; a bank of one's own rebuilds the
+index alone, and only when it changes; a cross-encoder gets its index skipped and search one line;
+bad banks and queries stop with one line."""
+
+import json
+import re
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import commit, copy_project, dvc, one_error_line, read_json, run, set_params
+from mqp import paths
+from mqp.retrieval import BI_ENCODER_NEEDED, ranking_task
+from mqp.stats import retrieval_detail
+
+# Runs stages.search in a Python where PEFT cannot be imported: search must never need it.
+NO_PEFT = """
+import runpy, sys
+sys.modules["peft"] = None
+sys.argv = ["stages.search", *sys.argv[1:]]
+runpy.run_module("stages.search", run_name="__main__")
+"""
+
+
+def search(project, *args: str, check: bool = True):
+    return run([sys.executable, "-c", NO_PEFT, *args], cwd=project, check=check, env={"HF_HUB_OFFLINE": "1"})
+
+
+def test_repro_writes_the_retrieval_metrics(trained_project):
+    project, log = trained_project
+    assert "Running stage 'retrieval'" in log and "Running stage 'index'" in log
+    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    lean = read_json(project / paths.RETRIEVAL_METRICS)
+    versus = detail["comparisons"]["zeroshot"]["mrr"]
+    assert lean == {"mrr": round(detail["methods"]["lora"]["mrr"], 4),
+                    "vs_zeroshot": f"{100 * versus['diff']:+.1f} p={versus['t_test_p']:.0e}"}
+    assert set(detail["methods"]) == {"zeroshot", "lora", "bm25"} and set(detail["comparisons"]) == {"zeroshot", "bm25"}
+    test = pd.read_csv(project / paths.split_csv("test"), dtype={"question_1": str, "question_2": str})
+    assert detail["bank"] == len(set(test["question_1"]) | set(test["question_2"]))
+    assert detail["methods"]["bm25"]["n"] == test["question_1"].nunique() and detail["queries_skipped"] == 0
+
+
+def test_the_ranks_file_gives_the_metrics(trained_project):
+    """results/retrieval holds each query's ranks; the detail file is their summary, exactly."""
+    project, _ = trained_project
+    ranks = pd.read_csv(project / paths.RETRIEVAL_RESULTS / paths.RANKS_FILE, dtype=str, keep_default_na=False)
+    task = ranking_task(pd.read_csv(project / paths.split_csv("test"), dtype={"question_1": str, "question_2": str}))
+    assert ranks["query"].tolist() == [task.bank[i] for i in task.queries]
+    assert ranks["similar"].tolist() == [task.bank[i] for i in task.relevant]
+    methods = {m: (ranks[f"{m}_rank_similar"].astype(int).to_numpy(), ranks[f"{m}_rank_dissimilar"].astype(int).to_numpy())
+               for m in ("zeroshot", "lora", "bm25")}
+    expected = retrieval_detail(methods, "lora", len(task.bank))
+    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    assert detail["methods"] == expected["methods"] and detail["comparisons"] == expected["comparisons"]
+
+
+def test_dvc_metrics_show_keeps_retrieval_short(trained_project):
+    project, _ = trained_project
+    shown = dvc("metrics", "show", str(paths.RETRIEVAL_METRICS), cwd=project).stdout.splitlines()
+    lean = read_json(project / paths.RETRIEVAL_METRICS)
+    assert shown[0].split() == ["Path", "mrr", "vs_zeroshot"]
+    assert shown[1].split(maxsplit=2) == [str(paths.RETRIEVAL_METRICS), str(lean["mrr"]), lean["vs_zeroshot"]]
+    assert "detail" not in dvc("metrics", "show", cwd=project).stdout  # the detail file is no metrics file
+
+
+def test_the_index_holds_every_mqp_question(trained_project):
+    project, _ = trained_project
+    bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
+    questions = set()
+    for split in paths.SPLITS:
+        table = pd.read_csv(project / paths.split_csv(split), dtype=str, keep_default_na=False)
+        questions |= set(table["question_1"]) | set(table["question_2"])
+    assert bank["question"].tolist() == sorted(questions) and bank["id"].tolist() == [str(i) for i in range(1, len(bank) + 1)]
+    embeddings = np.load(project / paths.INDEX_DIR / paths.INDEX_EMBEDDINGS)
+    assert embeddings.shape[0] == len(bank) and np.linalg.norm(embeddings, axis=1) == pytest.approx(1, abs=1e-5)
+
+
+def test_search_finds_a_bank_question_first_without_peft(trained_project):
+    project, _ = trained_project
+    bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
+    question = bank["question"][3]
+    found = json.loads(search(project, question, "--k", "4", "--json").stdout)
+    assert found["query"] == question and len(found["hits"]) == 4
+    first = found["hits"][0]
+    assert (first["rank"], first["id"], first["question"]) == (1, bank["id"][3], question)
+    assert first["cosine"] == pytest.approx(1, abs=1e-3)
+    calibration = read_json(project / paths.MERGED_DIR / paths.CALIBRATION_JSON)
+    for hit in found["hits"]:
+        expected = 1 / (1 + np.exp(-(calibration["scale"] * hit["cosine"] + calibration["bias"])))
+        assert hit["prob_similar"] == pytest.approx(expected, abs=2e-3)  # from the cosine rounded to 4 places
+        assert hit["similar"] == (hit["prob_similar"] >= calibration["threshold"])
+    cosines = [hit["cosine"] for hit in found["hits"]]
+    assert cosines == sorted(cosines, reverse=True)
+    table = search(project, question, "--k", "2").stdout.splitlines()
+    assert table[0] == "rank  P(similar)  cosine  question (id)" and len(table) == 3
+    assert table[1].startswith("   1  ") and table[1].endswith(f"{question} (id {bank['id'][3]})")
+
+
+def test_search_csv_batch(trained_project, tmp_path):
+    project, _ = trained_project
+    bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
+    queries = tmp_path / "queries.csv"
+    pd.DataFrame({"question": [bank["question"][0], "Is my cough contagious?"]}).to_csv(queries, index=False)
+    out = tmp_path / "found.csv"
+    printed = search(project, "--csv", str(queries), "--out", str(out), "--k", "3").stdout
+    found = pd.read_csv(out, dtype={"id": str}, keep_default_na=False)
+    assert printed.startswith(f"search: 2 queries, top 3 each, {int(found['similar'].sum())} hits marked similar")
+    assert list(found.columns) == ["query", "rank", "id", "question", "cosine", "prob_similar", "similar"]
+    assert found["rank"].tolist() == [1, 2, 3, 1, 2, 3] and found["question"][0] == bank["question"][0]
+    one = json.loads(search(project, "Is my cough contagious?", "--k", "3", "--json").stdout)["hits"]
+    assert found["id"][3:].tolist() == [hit["id"] for hit in one]
+
+
+@pytest.fixture
+def own_bank_project(trained_project, tmp_path):
+    """A copy of trained_project whose params name a bank CSV of its own, with two bad rows."""
+    project = copy_project(trained_project[0], tmp_path / "project")
+    (project / "bank.csv").write_text("text,topic\nWhat helps a migraine?,a\n,b\nIs flu contagious?,c\n"
+                                      "What helps a migraine?,d\nHow long does a cold last?,e\n", encoding="utf-8")
+    set_params(project, {"retrieval.bank": "bank.csv", "retrieval.bank_column": "text"})
+    return project
+
+
+def test_own_bank_rebuilds_the_index_alone_and_only_when_it_changes(own_bank_project):
+    project = own_bank_project
+    result = dvc("repro", cwd=project)
+    assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["index"]
+    assert "bank.csv: dropped 1 row (empty question): row 2; row 1 is the first after the header" in result.stderr
+    assert "bank.csv: dropped 1 row (repeats an earlier row's question): row 4" in result.stderr
+    bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str)
+    assert bank.to_dict(orient="list") == {"id": ["1", "3", "5"], "question": [
+        "What helps a migraine?", "Is flu contagious?", "How long does a cold last?"]}
+    found = json.loads(search(project, "How long does a cold last?", "--json").stdout)["hits"]
+    assert len(found) == 3 and found[0]["id"] == "5"  # --k 5 capped at the bank's 3
+    commit(project, "own bank")
+    set_params(project, {"retrieval.k": 2})  # search's, not the index's
+    assert "Running stage" not in dvc("repro", cwd=project).stdout
+    with open(project / "bank.csv", "a", encoding="utf-8") as bank_file:
+        bank_file.write("Can I drink on antibiotics?,f\n")
+    assert re.findall(r"Running stage '(\w+)'", dvc("repro", cwd=project).stdout) == ["index"]
+    assert len(pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK)) == 4
+
+
+def test_a_bad_bank_stops_dvc_repro_with_one_line(own_bank_project):
+    project = own_bank_project
+    set_params(project, {"retrieval.bank_column": "question"})
+    result = dvc("repro", cwd=project, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("index: error: ")]
+    assert lines == ["index: error: bank.csv has no column 'question' (its columns: text, topic); "
+                     "set retrieval.bank_column to the one holding the questions"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["   "], "search: error: the question is empty: give the question to look up"),
+    (["--csv", "{tmp}/queries.csv"], "search: error: {tmp}/queries.csv: row(s) 2 have an empty question; fill or remove them"),
+    (["--csv", "{tmp}/nothing.csv"], "search: error: cannot read {tmp}/nothing.csv: "),
+    (["--csv", "{tmp}/wrong.csv"], "search: error: {tmp}/wrong.csv has no column 'question' (its columns: query); "
+                                   "name the column of questions 'question'"),
+])
+def test_bad_queries_get_one_line(trained_project, tmp_path, args, message):
+    project, _ = trained_project
+    (tmp_path / "queries.csv").write_text("question,topic\nWhat is flu?,a\n  ,b\n")
+    (tmp_path / "wrong.csv").write_text("query\nWhat is flu?\n")
+    result = search(project, *(arg.format(tmp=tmp_path) for arg in args), check=False)
+    assert one_error_line(result, "search").startswith(message.format(tmp=tmp_path))
+
+
+def test_search_without_model_or_index(trained_project, tmp_path):
+    project = copy_project(trained_project[0], tmp_path / "project")
+    shutil.rmtree(project / paths.INDEX_DIR)
+    assert one_error_line(search(project, "What is flu?", check=False), "search") == (
+        f"search: error: no index in {paths.INDEX_DIR}: run `dvc repro index`")
+    shutil.rmtree(project / paths.MERGED_DIR)
+    assert one_error_line(search(project, "What is flu?", check=False), "search") == (
+        f"search: error: no exported model in {paths.MERGED_DIR}: run `dvc repro export`")
+
+
+@pytest.mark.slow
+def test_cross_encoder_skips_lora_in_retrieval_and_search_says_why(cross_encoder_project, tmp_path, in_project, capsys):
+    """A cross-encoder embeds no question alone: the retrieval stage ranks zero-shot and BM25 only,
+    index writes an empty index saying why, and search stops with one line."""
+    from stages import index, retrieval
+
+    project = in_project(copy_project(cross_encoder_project[0], tmp_path / "project"))
+    capsys.readouterr()
+    retrieval.main()
+    index.main()
+    out = capsys.readouterr().out
+    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    assert set(detail["methods"]) == {"zeroshot", "bm25"} and detail["comparisons"] == {}
+    assert read_json(project / paths.RETRIEVAL_METRICS) == {"mrr": None, "vs_zeroshot": "no LoRA embeddings (cross-encoder)"}
+    assert f"index: skipped, {BI_ENCODER_NEEDED.format(folder=paths.MERGED_DIR)}" in out
+    from stages import search as search_stage
+
+    with pytest.raises(SystemExit) as exit_:
+        search_stage.main(["What is flu?"])
+    assert (exit_.value.code, capsys.readouterr().err) == (
+        1, f"search: error: {BI_ENCODER_NEEDED.format(folder=paths.MERGED_DIR)}\n")
