@@ -48,8 +48,7 @@ TEST_METRICS_CSV = "test_metrics.csv"
 # Retrieval. Stage retrieval: ranking metrics on the test fold (the lean file for `dvc metrics`,
 # every figure and the sums that pool over folds in the detail file) and each query's ranks.
 RETRIEVAL_METRICS = METRICS_DIR / "retrieval.json"
-DETAIL_DIR = METRICS_DIR / "detail"
-RETRIEVAL_DETAIL = DETAIL_DIR / "retrieval.json"
+RETRIEVAL_REPORT = REPORTS_DIR / "retrieval.json"
 RETRIEVAL_RESULTS = RESULTS_DIR / "retrieval"
 RANKS_FILE = "ranks.csv"
 # Stage index: the question bank embedded by the exported model, read by `python -m stages.search`.

@@ -1,6 +1,6 @@
 """kfold: pool grouped k-fold experiments into one table per model, over every pair of MQP.
 
-    dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw evaluate   # one experiment per test fold
+    dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw evaluate retrieval   # an experiment per test fold
     dvc queue start                                                         # then wait for `dvc queue status`
     python -m stages.kfold                                                  # this table
 
@@ -27,8 +27,8 @@ from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.metrics import p_value_text
-from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, ZEROSHOT_REPORT
-from mqp.stats import paired_counts, proportion_ci
+from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
+from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
 WORKSPACE = "workspace"  # the rev `dvc exp show` gives the workspace
@@ -88,7 +88,7 @@ def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
         if "vs_base" not in metrics["lora"]:
             continue
         runs.append({"name": name, "rev": entry["rev"], "params": params, "metrics": metrics,
-                     "timestamp": data.get("timestamp") or ""})
+                     "retrieval": read_report(entry["rev"], RETRIEVAL_REPORT), "timestamp": data.get("timestamp") or ""})
     return runs
 
 
@@ -147,9 +147,12 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
             print(f"kfold: {label}: folds {missing} of {folds} have not finished; left out", file=sys.stderr)
             continue
         runs = [by_fold[fold] for fold in range(folds)]
-        summaries.append({"configuration": label, "experiments": [run["name"] for run in runs],
-                          "revs": [run["rev"] for run in runs], "params": {k: json.loads(v) for k, v in config},
-                          **{model: pooled_model(runs, model) for model in MODELS}})
+        summary = {"configuration": label, "experiments": [run["name"] for run in runs],
+                   "revs": [run["rev"] for run in runs], "params": {k: json.loads(v) for k, v in config},
+                   **{model: pooled_model(runs, model) for model in MODELS}}
+        if all(run["retrieval"] for run in runs):  # runs queued up to the retrieval stage too
+            summary["retrieval"] = pool_retrieval([run["retrieval"] for run in runs])
+        summaries.append(summary)
     if not summaries:
         raise PipelineError("no configuration has all its folds finished yet: see `dvc queue status`")
     return summaries
@@ -173,6 +176,27 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {model} | {s['accuracy']:.4f} {interval(s['accuracy_ci_low'], s['accuracy_ci_high'])} "
                      f"| {s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f} | {s['f1']:.4f} "
                      f"| {s['roc_auc_mean']:.4f} ± {s['roc_auc_std']:.4f} | {paired} |")
+    if "retrieval" in summary:
+        lines += ["", retrieval_markdown(summary["retrieval"])]
+    return "\n".join(lines)
+
+
+def retrieval_markdown(pooled: dict) -> str:
+    """The pooled retrieval table: each method's recall@1 and MRR, and LoRA against it."""
+    first = next(iter(pooled["methods"].values()))
+    lines = [f"Retrieval ({first['n']} queries over {pooled['folds']} folds, each fold's test questions the bank)", "",
+             "| method | recall@1 [95% CI] | MRR [95% CI] | LoRA − method, recall@1 [95% CI] | McNemar p "
+             "| LoRA − method, MRR [95% CI] | paired t p |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for method, m in pooled["methods"].items():
+        versus = pooled["comparisons"].get(method)
+        paired = "| | | |"
+        if versus:
+            hit, mrr = versus["recall_at_1"], versus["mrr"]
+            paired = (f"{hit['accuracy_diff']:+.3f} {interval(hit['diff_ci_low'], hit['diff_ci_high'], True)} "
+                      f"| {p_value_text(hit['mcnemar_p'])} | {mrr['diff']:+.3f} "
+                      f"{interval(mrr['diff_ci_low'], mrr['diff_ci_high'], True)} | {p_value_text(mrr['t_test_p'])} |")
+        lines.append(f"| {method} | {m['recall_at_1']:.4f} {interval(m['recall_at_1_ci_low'], m['recall_at_1_ci_high'])} "
+                     f"| {m['mrr']:.4f} {interval(m['mrr_ci_low'], m['mrr_ci_high'])} | {paired}")
     return "\n".join(lines)
 
 

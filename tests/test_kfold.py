@@ -7,12 +7,14 @@ import csv
 import json
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from helpers import REPO, dvc, make_project, read_json, run, run_queue
 from mqp import paths
-from stages.kfold import summarise
+from mqp.stats import pool_retrieval, retrieval_detail
+from stages.kfold import markdown, summarise
 
 
 REPORTS: dict[str, dict[str, dict]] = {}  # rev: {report path: report}, what git would show
@@ -95,7 +97,7 @@ def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_
     sweep reads each run's predictions back from its experiment and pairs the ranks fold by fold."""
     project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
     dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-S", "lora.r=2,4", "-C", str(paths.RAW_CSV.parent),
-        "evaluate", cwd=project)
+        "evaluate", "retrieval", cwd=project)
     run_queue(project, jobs=2)  # two runs side by side: the suite's slowest test, ~1.7x quicker
     result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
     summaries = {s["configuration"]: s for s in read_json(project / "kfold.json")["configurations"]}
@@ -105,6 +107,7 @@ def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_
         assert len(summary["experiments"]) == 2
         for model in ("base", "zeroshot", "lora"):
             assert f"| {model} | {summary[model]['accuracy']:.4f}" in result.stdout
+        assert summary["retrieval"]["folds"] == 2 and summary["retrieval"]["methods"]["lora"]["n"] == 48  # every query
     assert json.dumps(summaries)  # plain JSON
 
     out = run([sys.executable, "-m", "stages.sweep", "--reference", "lora.r=4", "--csv", "sweep.csv"], cwd=project).stdout
@@ -122,3 +125,20 @@ def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_
     run([sys.executable, str(REPO / "plots" / "render_png.py"), "img", "sweep.csv", "--template",
          str(REPO / "plots" / "accuracy_ci.json"), "-x", "lora.r", "-y", "accuracy"], cwd=project)
     assert Image.open(project / "img" / "sweep.csv.png").size[0] > 400
+
+
+def test_retrieval_pools_over_the_folds_when_every_fold_has_it():
+    """Runs queued up to the retrieval stage too: kfold adds its details up (mqp.stats.pool_retrieval)."""
+    runs = [fake_run(fold, {"base": 5, "zeroshot": 7, "lora": 9}, timestamp=f"2026-11-28T12:0{fold}:00") for fold in (0, 1)]
+    details = []
+    for fold, run_ in enumerate(runs):
+        ranks = {"lora": (np.array([1, 1, 2 + fold]), np.array([3, 2, 1])),
+                 "zeroshot": (np.array([1, 2, 3]), np.array([2, 1, 1]))}
+        details.append(retrieval_detail(ranks, "lora", bank=6))
+        REPORTS[run_["rev"]][str(paths.RETRIEVAL_REPORT)] = details[-1]
+    summary, = summarise(exp_show(*runs), read_report)
+    assert summary["retrieval"] == pool_retrieval(details)
+    assert summary["retrieval"]["methods"]["lora"]["n"] == 6
+    assert "Retrieval (6 queries over 2 folds" in markdown(summary)
+    del REPORTS[runs[1]["rev"]][str(paths.RETRIEVAL_REPORT)]  # one fold without: no pooled retrieval
+    assert "retrieval" not in summarise(exp_show(*runs), read_report)[0]

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import commit, copy_project, dvc, one_error_line, read_json, run, set_params
 from mqp import paths
+from mqp.metrics import p_value_text
 from mqp.retrieval import BI_ENCODER_NEEDED, ranking_task
 from mqp.stats import retrieval_detail
 
@@ -33,11 +34,12 @@ def search(project, *args: str, check: bool = True):
 def test_repro_writes_the_retrieval_metrics(trained_project):
     project, log = trained_project
     assert "Running stage 'retrieval'" in log and "Running stage 'index'" in log
-    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    detail = read_json(project / paths.RETRIEVAL_REPORT)
     lean = read_json(project / paths.RETRIEVAL_METRICS)
-    versus = detail["comparisons"]["zeroshot"]["mrr"]
-    assert lean == {"mrr": round(detail["methods"]["lora"]["mrr"], 4),
-                    "vs_zeroshot": f"{100 * versus['diff']:+.1f} p={versus['t_test_p']:.0e}"}
+    lora, versus = detail["methods"]["lora"], detail["comparisons"]["zeroshot"]["recall_at_1"]
+    assert lean == {"n": lora["n"], "acc": round(lora["recall_at_1"], 4),
+                    "acc_ci": f"{lora['recall_at_1_ci_low']:.3f}-{lora['recall_at_1_ci_high']:.3f}",
+                    "vs_zeroshot": f"{100 * versus['accuracy_diff']:+.1f} p={p_value_text(versus['mcnemar_p'])}"}
     assert set(detail["methods"]) == {"zeroshot", "lora", "bm25"} and set(detail["comparisons"]) == {"zeroshot", "bm25"}
     test = pd.read_csv(project / paths.split_csv("test"), dtype={"question_1": str, "question_2": str})
     assert detail["bank"] == len(set(test["question_1"]) | set(test["question_2"]))
@@ -54,17 +56,21 @@ def test_the_ranks_file_gives_the_metrics(trained_project):
     methods = {m: (ranks[f"{m}_rank_similar"].astype(int).to_numpy(), ranks[f"{m}_rank_dissimilar"].astype(int).to_numpy())
                for m in ("zeroshot", "lora", "bm25")}
     expected = retrieval_detail(methods, "lora", len(task.bank))
-    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    detail = read_json(project / paths.RETRIEVAL_REPORT)
     assert detail["methods"] == expected["methods"] and detail["comparisons"] == expected["comparisons"]
 
 
-def test_dvc_metrics_show_keeps_retrieval_short(trained_project):
+def test_dvc_metrics_show_puts_retrieval_in_the_models_columns(trained_project):
+    """Recall@1 is the search's accuracy: it shares acc, acc_ci, n and vs_zeroshot with the models'
+    rows, so `dvc metrics show` gains a row and no column."""
     project, _ = trained_project
-    shown = dvc("metrics", "show", str(paths.RETRIEVAL_METRICS), cwd=project).stdout.splitlines()
+    shown = dvc("metrics", "show", cwd=project).stdout.splitlines()
     lean = read_json(project / paths.RETRIEVAL_METRICS)
-    assert shown[0].split() == ["Path", "mrr", "vs_zeroshot"]
-    assert shown[1].split(maxsplit=2) == [str(paths.RETRIEVAL_METRICS), str(lean["mrr"]), lean["vs_zeroshot"]]
-    assert "detail" not in dvc("metrics", "show", cwd=project).stdout  # the detail file is no metrics file
+    assert shown[0].split() == ["Path", "acc", "acc_ci", "auc", "f1", "n", "n_dropped", "vs_base", "vs_zeroshot"]
+    row, = [line.split() for line in shown if line.startswith(str(paths.RETRIEVAL_METRICS))]
+    assert row == [str(paths.RETRIEVAL_METRICS), str(lean["acc"]), lean["acc_ci"], "-", "-", str(lean["n"]), "-", "-",
+                   *lean["vs_zeroshot"].split()]
+    assert "detail" not in "\n".join(shown)  # the reports are no metrics files
 
 
 def test_the_index_holds_every_mqp_question(trained_project):
@@ -192,9 +198,9 @@ def test_cross_encoder_skips_lora_in_retrieval_and_search_says_why(cross_encoder
     retrieval.main()
     index.main()
     out = capsys.readouterr().out
-    detail = read_json(project / paths.RETRIEVAL_DETAIL)
+    detail = read_json(project / paths.RETRIEVAL_REPORT)
     assert set(detail["methods"]) == {"zeroshot", "bm25"} and detail["comparisons"] == {}
-    assert read_json(project / paths.RETRIEVAL_METRICS) == {"mrr": None, "vs_zeroshot": "no LoRA embeddings (cross-encoder)"}
+    assert read_json(project / paths.RETRIEVAL_METRICS) == {"vs_zeroshot": "no LoRA (cross-encoder)"}
     assert f"index: skipped, {BI_ENCODER_NEEDED.format(folder=paths.MERGED_DIR)}" in out
     from stages import search as search_stage
 
