@@ -46,10 +46,14 @@ def trainer_epoch(params, splits, checkpoints: Path) -> tuple[list[float], list[
 
     on = device()
     stamps: list[float] = []
+    training = [True]  # the collator also pads the epoch-end validation batches: not recorded
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(clock(on))
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            training[0] = False
 
     tokenizer = load_tokenizer(params.model)
     model = with_lora(base_model(params, tokenizer), params)
@@ -58,7 +62,8 @@ def trainer_epoch(params, splits, checkpoints: Path) -> tuple[list[float], list[
 
     def recording(features):
         batch = collator(features)
-        batches.append(batch)
+        if training[0]:
+            batches.append(batch)
         return batch
 
     trainer = make_trainer(model, params, tokenizer, training_sets(params, tokenizer, splits),
