@@ -160,9 +160,10 @@ def tiny_workdir(path: Path, model_dir: Path, n_questions: int = 64, overrides: 
     return path
 
 
-def stage_env(**extra: str) -> dict:
-    """The environment for `python -m stages.X` run in a scratch folder: this repository on the path."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+def stage_env(code: Path = REPO, **extra: str) -> dict:
+    """The environment for `python -m stages.X` run in a scratch folder: the code of `code` (this
+    repository unless told) on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")])),
             "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", **extra}
 
 

@@ -3,6 +3,7 @@ its work takes well under a second, against a Python that only imports torch, tr
 (the import floor). Interleaved, so a busy machine slows them all alike; medians.
 
     python -m benchmarks.startup [--repeats 5]
+    python -m benchmarks.startup --compare ../other-checkout   # its stages too, interleaved
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate", "export")
 FLOOR = "import torch, transformers, peft"
 
 
-def run_stage(name: str, workdir: Path) -> float:
+def run_stage(name: str, workdir: Path, code: Path = REPO) -> float:
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, env=stage_env(),
+    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, env=stage_env(code),
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"startup: stage {name} failed:\n{result.stderr[-3000:]}")
@@ -35,19 +36,24 @@ def run_floor() -> float:
     return time.perf_counter() - start
 
 
-def startup_times(repeats: int = 5) -> dict:
+def startup_times(repeats: int = 5, compare: Path | None = None) -> dict:
     """Seconds of each stage's run and of the import floor, interleaved, `repeats` times (after
-    one untimed round that writes every stage's inputs and warms the disk cache)."""
+    one untimed round that writes every stage's inputs and warms the disk cache); with compare,
+    each stage also run from that checkout's code, right after this one's."""
     with tempfile.TemporaryDirectory() as scratch:
         model = tiny_model(Path(scratch) / "tiny-bert")
-        workdir = tiny_workdir(Path(scratch) / "project", model, overrides={"train.epochs": 1, "model.max_length": 48})
+        # eval.batch_size 16: auto's value on the CPU, and one that older checkouts (--compare) accept.
+        overrides = {"train.epochs": 1, "model.max_length": 48, "eval.batch_size": 16}
+        workdir = tiny_workdir(Path(scratch) / "project", model, overrides=overrides)
         for name in STAGES:
             run_stage(name, workdir)
-        times: dict[str, list[float]] = {"floor": [], **{name: [] for name in STAGES}}
+        codes = {"": REPO, **({f" ({compare})": compare} if compare else {})}
+        times: dict[str, list[float]] = {"floor": [], **{name + label: [] for name in STAGES for label in codes}}
         for _ in range(repeats):
             times["floor"].append(run_floor())
             for name in STAGES:
-                times[name].append(run_stage(name, workdir))
+                for label, code in codes.items():
+                    times[name + label].append(run_stage(name, workdir, code))
     return {"benchmark": "startup", "floor": FLOOR, "seconds": {name: summary(values) for name, values in times.items()}}
 
 
@@ -68,6 +74,7 @@ def report(result: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compare", type=Path, help="another checkout whose stages to time beside these")
     run_cli(parser, startup_times, report)
 
 
