@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from mqp.biencoder import BiEncoder, pool
+from mqp.models import inference_batch_size
 from mqp.params import Params
 
 # Tokenizers without a separator token (GPT-2, Llama) would glue the two questions together.
@@ -19,15 +20,16 @@ def encode_pairs(tokenizer, question_1, question_2, max_length: int) -> dict:
     return tokenizer(list(question_1), list(question_2), truncation="longest_first", max_length=max_length)
 
 
-def _length_sorted_batches(encoded: dict, batch_size: int):
-    """(indices, inputs) batches of similar length, so padding stays small."""
+def _length_sorted_batches(encoded: dict, batch_size: int | str):
+    """Index batches of similar length, so padding stays small (batch_size may be auto)."""
+    batch_size = inference_batch_size(batch_size)
     order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
 
 @torch.inference_mode()
-def _cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int) -> np.ndarray:
+def _cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int | str) -> np.ndarray:
     encoded = encode_pairs(tokenizer, question_1, question_2, max_length)
     probs = np.empty(len(encoded["input_ids"]), dtype=np.float64)
     for index in _length_sorted_batches(encoded, batch_size):
@@ -37,7 +39,7 @@ def _cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: i
     return probs
 
 
-def cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int,
+def cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: int, batch_size: int | str,
                         both_orders: bool = False) -> np.ndarray:
     """P(similar) for each pair. both_orders: the mean over (q1, q2) and (q2, q1), since
     similarity is symmetric but a cross-encoder's input is not."""
@@ -48,7 +50,7 @@ def cross_encoder_proba(model, tokenizer, question_1, question_2, max_length: in
 
 
 @torch.inference_mode()
-def embed(encoder, tokenizer, texts, max_length: int, batch_size: int, pooling: str = "mean") -> np.ndarray:
+def embed(encoder, tokenizer, texts, max_length: int, batch_size: int | str, pooling: str = "mean") -> np.ndarray:
     """L2-normalised sentence embeddings (see biencoder.pool)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     out = None
@@ -62,7 +64,7 @@ def embed(encoder, tokenizer, texts, max_length: int, batch_size: int, pooling: 
     return out
 
 
-def cosine(encoder, tokenizer, question_1, question_2, max_length: int, batch_size: int, pooling: str) -> np.ndarray:
+def cosine(encoder, tokenizer, question_1, question_2, max_length: int, batch_size: int | str, pooling: str) -> np.ndarray:
     """Cosine similarity of each pair's two sentence embeddings. Each distinct question is
     embedded once: in MQP every question_1 is in two pairs, so that is a quarter fewer texts."""
     texts, where = np.unique(np.array([*question_1, *question_2], dtype=object), return_inverse=True)

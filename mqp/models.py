@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
-import transformers
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -14,6 +15,9 @@ from mqp.errors import PipelineError
 from mqp.params import ModelParams, Params
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# eval.batch_size: auto: 16 on the CPU (faster than 64 on 2 cores), this on an accelerator, where
+# 16 pairs leave it idle between batches (not measured on a GPU yet: benchmarks/gpu_check.py).
+ACCELERATOR_BATCH_SIZE = 128
 
 
 def device() -> torch.device:
@@ -26,6 +30,22 @@ def device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def inference_batch_size(batch_size: int | str) -> int:
+    """eval.batch_size with auto resolved for this machine's device."""
+    if batch_size != "auto":
+        return batch_size
+    return 16 if device().type == "cpu" else ACCELERATOR_BATCH_SIZE
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (CUDA's too), as transformers.set_seed does;
+    ours, because importing that one loads transformers.trainer_utils and with it peft (~1.5 s of
+    start-up for stages that never use LoRA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
 
 
 def resolve_model(name: str) -> str:
@@ -73,7 +93,7 @@ def set_dropout(model: nn.Module, rate: float | None) -> None:
 
 def load_classifier(model: ModelParams, tokenizer, seed: int):
     """The pretrained model with a fresh 2-class head, seeded so baseline and finetune share it."""
-    transformers.set_seed(seed)
+    set_seed(seed)
     try:
         classifier = AutoModelForSequenceClassification.from_pretrained(
             resolve_model(model.name),
@@ -105,7 +125,7 @@ def base_model(params: Params, tokenizer):
     """The untrained model of model.architecture: the classifier with its seeded fresh head, or
     the bi-encoder with its initial similarity head."""
     # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
-    transformers.set_seed(params.train.seed)
+    set_seed(params.train.seed)
     if params.model.architecture == "bi-encoder":
         return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight)
     return load_classifier(params.model, tokenizer, params.train.seed)

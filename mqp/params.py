@@ -77,9 +77,16 @@ class TrainParams(_Group):
 
 
 class EvalParams(_Group):
-    batch_size: int = Field(ge=1)
+    batch_size: Literal["auto"] | int
     average_orders: bool
     threshold: float = Field(gt=0, lt=1)
+
+    @field_validator("batch_size", mode="plain")
+    @classmethod
+    def _auto_or_positive(cls, value):
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError("must be auto or a whole number of at least 1")
 
 
 class LoggingParams(_Group):

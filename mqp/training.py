@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from mqp.biencoder import SIDES, BiEncoder
+from mqp.errors import PipelineError
 from mqp.inference import encode_pairs
 from mqp.metrics import classification_metrics
-from mqp.models import device
+from mqp.models import device, inference_batch_size
 from mqp.params import Params
 from mqp.paths import checkpoints_dir
 
@@ -121,11 +122,12 @@ def mixed_precision(precision: str) -> str:
 def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -> TrainingArguments:
     train = params.train
     precision = mixed_precision(train.precision)
+    on_cuda = device().type == "cuda"
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
         per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=params.eval.batch_size,
+        per_device_eval_batch_size=inference_batch_size(params.eval.batch_size),
         learning_rate=train.learning_rate,
         weight_decay=train.weight_decay,
         lr_scheduler_type="linear",
@@ -149,6 +151,14 @@ def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -
         report_to=report_to,
         disable_tqdm=False,
         dataloader_num_workers=0,
+        # On CUDA: batches copied from pinned memory without blocking, so the next batch's copy
+        # overlaps the current step's kernels.
+        dataloader_pin_memory=on_cuda,
+        accelerator_config={"non_blocking": on_cuda},
+        # The Trainer's NaN check reads every step's loss on the host: a sync per step that
+        # leaves a GPU idle. A NaN loss then shows in the logged loss instead of being skipped.
+        logging_nan_inf_filter=False,
+        optim="adamw_torch_fused",  # the cross-encoder's; optimizer_for builds the bi-encoder's
         # The collators pick the model inputs themselves (PairCollator needs the swapped_* columns).
         remove_unused_columns=False,
         # Told outright when there is no accelerator: transformers refuses bf16 on a CPU it was not
@@ -170,7 +180,10 @@ def compute_metrics(threshold: float):
 
 def optimizer_for(model, params: Params):
     """AdamW with the bi-encoder's scale and bias at their own learning rate (they move on a
-    scale of ~10, the LoRA weights on ~1e-3); None lets the Trainer build its default."""
+    scale of ~10, the LoRA weights on ~1e-3); None lets the Trainer build its default. Fused on
+    CUDA: one kernel for all parameters instead of several per tensor. Not on the CPU, where it
+    changes the last bits of each update (the tiny pipeline's third logged loss moved by 1e-7)
+    and so the default's CPU figures, for a few percent of a step."""
     if not isinstance(model, BiEncoder):
         return None
     head = [model.scale, model.bias]
@@ -178,7 +191,7 @@ def optimizer_for(model, params: Params):
     return torch.optim.AdamW([
         {"params": lora, "lr": params.train.learning_rate, "weight_decay": params.train.weight_decay},
         {"params": head, "lr": params.train.head_learning_rate, "weight_decay": 0.0},
-    ])
+    ], fused=device().type == "cuda")
 
 
 class QuestionGroupedSampler(Sampler):
@@ -200,9 +213,52 @@ class QuestionGroupedSampler(Sampler):
     def __len__(self) -> int:
         return sum(len(group) for group in self.groups)
 
-    def __iter__(self):
+    def _group_order(self) -> list[list[int]]:
         order = get_length_grouped_indices(self.group_lengths, self.groups_per_batch, generator=self.generator)
-        return iter([index for group in order for index in self.groups[group]])
+        return [self.groups[group] for group in order]
+
+    def __iter__(self):
+        return iter([index for group in self._group_order() for index in group])
+
+    def batch_count(self, batch_size: int, processes: int) -> int:
+        """How many batches batches() makes: a multiple of processes."""
+        count = -(-len(self) // batch_size)
+        return -(-count // processes) * processes
+
+    def batches(self, batch_size: int, processes: int = 1) -> list[list[int]]:
+        """One epoch's batches in this order. One process: consecutive slices of batch_size, what a
+        DataLoader cuts. Several: whole groups only, about batch_size pairs each, and a number of
+        batches that is a multiple of processes, so that accelerate, which hands batch i to process
+        i % processes, gives each the same number of steps, every pair once, and both pairs of a
+        question_1 to one batch on one process."""
+        groups = self._group_order()
+        if processes == 1:
+            order = [index for group in groups for index in group]
+            return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        count, total, start = self.batch_count(batch_size, processes), len(self), 0
+        batches: list[list[int]] = [[] for _ in range(count)]
+        for group in groups:  # each group to the batch where its first pair falls
+            batches[start * count // total].extend(group)
+            start += len(group)
+        if not all(batches):
+            raise PipelineError(f"{len(self.groups)} question_1 groups are too few to split into {count} batches "
+                                f"for {processes} processes: lower train.batch_size or the number of processes")
+        return batches
+
+
+class QuestionGroupedBatches(Sampler):
+    """A DataLoader's batch_sampler: QuestionGroupedSampler.batches for this run's processes."""
+
+    def __init__(self, sampler: QuestionGroupedSampler, batch_size: int, processes: int):
+        self.sampler, self.batch_size_per_process, self.processes = sampler, batch_size, processes
+
+    def __len__(self) -> int:
+        return self.sampler.batch_count(self.batch_size_per_process, self.processes)
+
+    def __iter__(self):
+        # A generator: the order is drawn on the first batch, after the DataLoader's own seed,
+        # as when the DataLoader batched QuestionGroupedSampler itself (the same batches).
+        yield from self.sampler.batches(self.batch_size_per_process, self.processes)
 
 
 class PairTrainer(Trainer):
@@ -215,8 +271,22 @@ class PairTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        sampler = self._grouped_sampler(dataset, self.args.train_batch_size)
+        # One process draws from torch's global generator, seeded by train.seed (the order of every
+        # run so far); under torchrun every process must draw the same order: a generator of their own.
+        generator = None if self.args.world_size == 1 else torch.Generator().manual_seed(self.args.data_seed)
+        sampler = self._grouped_sampler(dataset, self.args.train_batch_size, generator)
         return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Grouped datasets: batches of whole question_1 groups, sharded across processes by
+        accelerate (QuestionGroupedSampler.batches); else the Trainer's own."""
+        sampler = self._get_train_sampler()
+        if not isinstance(sampler, QuestionGroupedSampler):
+            return super().get_train_dataloader()
+        batches = QuestionGroupedBatches(sampler, self.args.train_batch_size, self.args.world_size)
+        return self.accelerator.prepare(DataLoader(
+            self.train_dataset, batch_sampler=batches, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
 
     def _get_eval_sampler(self, eval_dataset):
         # One mega-batch: validation is sorted by length outright (least padding), the same every epoch.

@@ -10,7 +10,8 @@ import torch
 from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
-from mqp.models import DEFAULT_MODEL, base_model, device, load_classifier, load_encoder, load_tokenizer, resolve_model
+from mqp.models import (ACCELERATOR_BATCH_SIZE, DEFAULT_MODEL, base_model, device, inference_batch_size, load_classifier,
+                        load_encoder, load_tokenizer, resolve_model)
 
 
 def test_default_model_resolves_to_offline_copy():
@@ -87,3 +88,12 @@ def test_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected)
     matmul = []
     assert device() == torch.device(expected)
     assert matmul == (["high"] if cuda else [])  # TF32 matmuls on CUDA only
+
+
+@pytest.mark.parametrize("cuda, expected", [(False, 16), (True, ACCELERATOR_BATCH_SIZE)])
+def test_auto_inference_batch_is_sized_for_the_device(monkeypatch, cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda value: None)
+    assert inference_batch_size("auto") == expected
+    assert inference_batch_size(7) == 7  # a number is taken as it is

@@ -66,6 +66,8 @@ def test_missing_key_is_named(key):
         ("train.head_learning_rate", 0, "'train.head_learning_rate': Input should be greater than 0"),
         ("train.precision", "fp8", "'train.precision': Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
         ("logging.wandb", "yes", "'logging.wandb': Input should be 'disabled', 'offline' or 'online'"),
+        ("eval.batch_size", 0, "'eval.batch_size': must be auto or a whole number of at least 1 (got 0)"),
+        ("eval.batch_size", "big", "'eval.batch_size': must be auto or a whole number of at least 1 (got 'big')"),
     ],
 )
 def test_bad_value_names_key_and_allowed(key, value, expected):
