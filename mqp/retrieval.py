@@ -17,6 +17,7 @@ import pandas as pd
 
 from mqp.errors import PipelineError
 from mqp.files import write_json
+from mqp.models import inference_batch_size
 from mqp.paths import CALIBRATION_JSON, INDEX_BANK, INDEX_EMBEDDINGS, INDEX_HNSW, INDEX_META, PREPARED_DIR, SPLITS
 
 # Scores held at once while searching: queries x bank floats (128 MB), so a large batch of
@@ -230,9 +231,11 @@ def load_exported(folder: Path):
     return model, json.loads((folder / CALIBRATION_JSON).read_text())
 
 
-def encode(model, texts, batch_size: int) -> np.ndarray:
-    """Unit-length float32 embeddings of texts (the exported model normalises them itself)."""
-    return model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+def encode(model, texts, batch_size: int | str) -> np.ndarray:
+    """Unit-length float32 embeddings of texts (the exported model normalises them itself);
+    batch_size may be auto (eval.batch_size)."""
+    return model.encode(list(texts), batch_size=inference_batch_size(batch_size), convert_to_numpy=True,
+                        show_progress_bar=False)
 
 
 def probability(cosine, calibration: dict) -> np.ndarray:

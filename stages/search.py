@@ -56,7 +56,7 @@ def read_queries(path: str) -> list[str]:
     return queries.tolist()
 
 
-def search(queries: list[str], k: int, retrieval, batch_size: int) -> pd.DataFrame:
+def search(queries: list[str], k: int, retrieval, batch_size: int | str) -> pd.DataFrame:
     """The top k bank questions of each query, one row per hit (COLUMNS)."""
     model, calibration = load_exported(MERGED_DIR)
     meta = read_index_meta(INDEX_DIR)
