@@ -107,7 +107,7 @@ def gpt2_finetune(project: Path, folder: Path, tiny: bool) -> dict:
     from transformers import AutoTokenizer, GPT2Config, GPT2Model
 
     from mqp.models import DEFAULT_MODEL, resolve_model
-    from mqp.paths import PARAMS_FILE, TRAIN_METRICS
+    from mqp.paths import PARAMS_FILE, TRAIN_REPORT
 
     model_dir = folder / "gpt2"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
@@ -120,7 +120,7 @@ def gpt2_finetune(project: Path, folder: Path, tiny: bool) -> dict:
     (project / PARAMS_FILE).write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     started = time.perf_counter()
     result = run([sys.executable, "-m", "stages.finetune"], project)
-    summary = json.loads((project / TRAIN_METRICS).read_text())
+    summary = json.loads((project / TRAIN_REPORT).read_text())
     found = DEVICE_IN_SUMMARY.findall(result.stdout)
     return {"model": "gpt2 (2 layers, hidden 64)" if tiny else "gpt2 124M", "epochs": summary["epochs"],
             "total_params": summary["total_params"], "train_seconds": summary["train_seconds"],

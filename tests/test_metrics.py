@@ -142,7 +142,7 @@ def test_metrics_show_is_the_headline_of_each_report(trained_project):
     project, _ = trained_project
     shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
     files = {path: value["data"] for path, value in shown[""]["data"].items()}  # "" is the workspace
-    assert set(files) == {str(paths.DATA_METRICS), *(str(metrics) for metrics in HEADLINES.values())}
+    assert set(files) == {str(paths.DATA_METRICS), str(paths.RETRIEVAL_METRICS), *(str(m) for m in HEADLINES.values())}
     for name, (report_path, _) in MODELS.items():
         report = read_json(project / report_path)
         lean = files[str(HEADLINES[name])]

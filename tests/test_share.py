@@ -104,7 +104,8 @@ def test_artifacts_get_downloads_the_adapter(shared, tmp_path, selector):
 def test_artifacts_get_downloads_the_prepared_pairs(shared, tmp_path):
     out = tmp_path / "pairs"
     dvc("artifacts", "get", str(shared.origin), PAIRS, "-o", str(out), cwd=tmp_path)
-    assert sorted(p.name for p in out.iterdir()) == sorted(paths.split_csv(s).name for s in paths.SPLITS)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(paths.split_csv(s).name for s in paths.SPLITS),
+                                                            paths.REJECTED_CSV.name])  # the rows prepare dropped
     for split in paths.SPLITS:
         assert (out / paths.split_csv(split).name).read_bytes() == (shared.project / paths.split_csv(split)).read_bytes()
 
