@@ -144,9 +144,28 @@ def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     return sorted(rows, key=lambda row: -row["accuracy"])
 
 
+VALIDATION_FIGURES = {"run", "data.fold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "best_epoch",
+                      "trainable_params", "minutes"}
+
+
+def pooled_validation(rows: list[dict]) -> list[dict]:
+    """validation_rows grouped by their params (the folds of one configuration together): pooled
+    validation accuracy [95% CI] over all their validation pairs, best first."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        label = ", ".join(f"{k}={v}" for k, v in row.items() if k not in VALIDATION_FIGURES) or "params.yaml"
+        groups.setdefault(label, []).append(row)
+    pooled = []
+    for label, runs in groups.items():
+        correct, n = sum(round(r["accuracy"] * r["n"]) for r in runs), sum(r["n"] for r in runs)
+        low, high = proportion_ci(correct, n)
+        pooled.append({"configuration": label, "folds": sorted(r["data.fold"] for r in runs), "n": n,
+                       "accuracy": round(correct / n, 6), "accuracy_ci_low": low, "accuracy_ci_high": high})
+    return sorted(pooled, key=lambda row: -row["accuracy"])
+
+
 def validation_markdown(rows: list[dict]) -> str:
-    fixed = {"run", "data.fold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "best_epoch",
-             "trainable_params", "minutes"}
+    fixed = VALIDATION_FIGURES
     lines = ["| run | params | fold | validation accuracy [95% CI] | F1 | best epoch | trainable params | minutes |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
@@ -169,7 +188,11 @@ def main(params, argv=None) -> None:
     args = parser.parse_args(argv)
     if args.validation:
         rows = validation_rows(exp_show_json(args.all_commits))
-        print(validation_markdown(rows))
+        print(validation_markdown(rows) + "\n")
+        for row in pooled_validation(rows):
+            print(f"{row['configuration']}: validation accuracy {row['accuracy']:.4f} "
+                  f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} pooled over folds {row['folds']} "
+                  f"({row['n']} pairs)")
         if args.csv:
             pd.DataFrame(rows).to_csv(args.csv, index=False)
         return

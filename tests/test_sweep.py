@@ -12,7 +12,8 @@ from mqp import paths
 from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
-from stages.sweep import compare, find_reference, markdown, paired_over_folds, validation_markdown, validation_rows
+from stages.sweep import (compare, find_reference, markdown, paired_over_folds, pooled_validation, validation_markdown,
+                          validation_rows)
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
 LABELS = [1, 0] * 5
@@ -108,3 +109,13 @@ def test_validation_screen_lists_each_run_with_its_interval():
     assert "| r32 | lora.r=32 | 0 | 0.8500 [" in validation_markdown(rows)
     with pytest.raises(PipelineError, match="no finished run with a trained adapter"):
         validation_rows(exp_show[:1], lambda rev, path: None)
+
+
+def test_validation_pools_each_configurations_folds():
+    rows = [{"run": "a", "lora.r": 2, "data.fold": 0, "n": 100, "accuracy": 0.8},
+            {"run": "b", "lora.r": 2, "data.fold": 1, "n": 300, "accuracy": 0.9},
+            {"run": "c", "lora.r": 8, "data.fold": 0, "n": 100, "accuracy": 0.85}]
+    pooled = pooled_validation(rows)
+    assert [(p["configuration"], p["folds"], p["n"]) for p in pooled] == [("lora.r=2", [0, 1], 400), ("lora.r=8", [0], 100)]
+    assert pooled[0]["accuracy"] == (80 + 270) / 400
+    assert (pooled[0]["accuracy_ci_low"], pooled[0]["accuracy_ci_high"]) == proportion_ci(350, 400)
