@@ -122,11 +122,15 @@ def markdown(rows: list[dict], reference: dict) -> str:
 
 def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     """Each finished run's validation accuracy [95% CI] at its best epoch (finetune's report), best
-    first, with the params that differ between the runs."""
-    runs = []
-    for name, entry, params in finished_entries(exp_show):
+    first, with the params that differ between the runs. Where the same params ran more than once
+    (a commit and the workspace, say), the newest run counts."""
+    runs, seen = [], set()
+    entries = sorted(finished_entries(exp_show), key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
+    for name, entry, params in entries:
+        key = json.dumps({k: v for k, v in params.items() if not k.startswith("logging.")}, sort_keys=True)
         train, data = read_report(entry["rev"], TRAIN_REPORT), read_report(entry["rev"], DATA_REPORT)
-        if train and data and train.get("epochs"):
+        if key not in seen and train and data and train.get("epochs"):
+            seen.add(key)
             runs.append((name, params, train, data["validation"]["n"]))
     if not runs:
         raise PipelineError("no finished run with a trained adapter: queue some, e.g. `dvc exp run --queue "
