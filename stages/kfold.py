@@ -135,16 +135,21 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
     if not groups:
         raise PipelineError("no finished kfold experiments with metrics: run `dvc exp run --queue -S "
                             "'data.fold=range(0,5)' -C data/raw evaluate`, then `dvc queue start`, and wait for them")
-    varying = {k for config in groups for k, _ in config} if len(groups) > 1 else set()
-    varying = {k for k in varying if len({dict(c).get(k) for c in groups}) > 1}
+    missing = {config: sorted(set(range(int(json.loads(dict(config)["data.folds"])))) - set(by_fold))
+               for config, by_fold in groups.items()}
+    # Label configurations by the params whose values differ between the complete ones (between all,
+    # if fewer than two are complete), among those that have them: older commits' runs may lack newer params.
+    complete = [config for config in groups if not missing[config]]
+    compared = complete if len(complete) > 1 else list(groups)
+    varying = {k for config in compared for k, _ in config}
+    varying = {k for k in varying if len({dict(c)[k] for c in compared if k in dict(c)}) > 1}
     summaries = []
     for config, by_fold in groups.items():
         params = dict(config)
         folds = int(json.loads(params["data.folds"]))
-        missing = sorted(set(range(folds)) - set(by_fold))
-        label = ", ".join(f"{k}={json.loads(params[k])}" for k in sorted(varying)) or "params.yaml"
-        if missing:
-            print(f"kfold: {label}: folds {missing} of {folds} have not finished; left out", file=sys.stderr)
+        label = ", ".join(f"{k}={json.loads(params[k]) if k in params else None}" for k in sorted(varying)) or "params.yaml"
+        if missing[config]:
+            print(f"kfold: {label}: folds {missing[config]} of {folds} have not finished; left out", file=sys.stderr)
             continue
         runs = [by_fold[fold] for fold in range(folds)]
         summary = {"configuration": label, "experiments": [run["name"] for run in runs],

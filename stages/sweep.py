@@ -24,11 +24,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import DATA_REPORT, LORA_RESULTS, PREDICTIONS_CSV, TRAIN_REPORT
+from mqp.paths import DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, TRAIN_REPORT
 from mqp.reports import parse_predictions
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
 from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
@@ -67,15 +68,16 @@ def paired_over_folds(revs: list[str], reference_revs: list[str], read_predictio
     return paired_counts(*totals)
 
 
-def find_reference(summaries: list[dict], params, label: str | None) -> dict:
-    """The configuration named by --reference (its label), else the one params.yaml describes."""
+def find_reference(summaries: list[dict], params: dict, label: str | None) -> dict:
+    """The configuration named by --reference (its label), else the one params.yaml describes
+    (params: params.yaml as read, not as validated, whose floats would differ in type from DVC's)."""
     if label is not None:
         found = [s for s in summaries if s["configuration"] == label]
         if not found:
             names = "; ".join(s["configuration"] for s in summaries)
             raise PipelineError(f"no configuration {label!r} among the finished sweeps: {names}")
         return found[0]
-    workspace = {k: json.dumps(v) for k, v in flatten(params.model_dump()).items() if is_variant_param(k)}
+    workspace = {k: json.dumps(v) for k, v in flatten(params).items() if is_variant_param(k)}
     for summary in summaries:
         if {k: json.dumps(v) for k, v in summary["params"].items()} == workspace:
             return summary
@@ -201,7 +203,7 @@ def main(params, argv=None) -> None:
             pd.DataFrame(rows).to_csv(args.csv, index=False)
         return
     summaries = summarise(exp_show_json(args.all_commits))
-    reference = find_reference(summaries, params, args.reference)
+    reference = find_reference(summaries, yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")), args.reference)
     rows = compare(summaries, reference)
     print(markdown(rows, reference))
     if args.csv:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from helpers import repo_params
+from helpers import repo_params_raw
 from mqp import paths
 from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
@@ -68,8 +68,8 @@ def test_rows_name_params_size_cost_and_difference():
 
 
 def test_reference_is_params_yaml_unless_named():
-    params = repo_params()
-    ours = {"configuration": "lora.r=8", "params": {k: v for k, v in flatten(params.model_dump()).items()
+    params = repo_params_raw()
+    ours = {"configuration": "lora.r=8", "params": {k: v for k, v in flatten(params).items()
                                                    if k != "data.fold" and not k.startswith("logging.")}}
     other = {"configuration": "lora.r=2", "params": {**ours["params"], "lora.r": 2}}
     assert find_reference([other, ours], params, None) is ours
