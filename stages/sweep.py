@@ -20,6 +20,7 @@ The per-pair answers are each run's results/lora/predictions.csv, read from the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import numpy as np
@@ -89,6 +90,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
     """One row per configuration: its varying params, trainable params, CPU minutes per fold,
     pooled accuracy [CI], and its difference with the reference."""
     varying = sorted({k for s in summaries for k in s["params"] if len({json.dumps(t["params"].get(k)) for t in summaries}) > 1})
+    read_predictions = functools.cache(read_predictions)  # the reference's runs are read once, not per configuration
     rows = []
     for summary in summaries:
         trains = [read_report(rev, TRAIN_REPORT) or {} for rev in summary["revs"]]
@@ -171,11 +173,10 @@ def pooled_validation(rows: list[dict]) -> list[dict]:
 
 
 def validation_markdown(rows: list[dict]) -> str:
-    fixed = VALIDATION_FIGURES
     lines = ["| run | params | fold | validation accuracy [95% CI] | F1 | best epoch | trainable params | minutes |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row.items() if k not in fixed) or "params.yaml"
+        params = ", ".join(f"{k}={v}" for k, v in row.items() if k not in VALIDATION_FIGURES) or "params.yaml"
         lines.append(f"| {row['run']} | {params} | {row['data.fold']} | {row['accuracy']:.4f} "
                      f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {row['f1']:.4f} | {row['best_epoch']} "
                      f"| {row['trainable_params']:,} | {row['minutes']} |")
