@@ -41,6 +41,8 @@ ZEROSHOT_RESULTS = RESULTS_DIR / "zeroshot"
 LORA_RESULTS = RESULTS_DIR / "lora"
 # The files inside each of those folders.
 PREDICTIONS_CSV = "predictions.csv"
+# LoRA's validation pairs too: seed ensembles are chosen on them (python -m stages.sweep --ensemble).
+VALIDATION_PREDICTIONS_CSV = "validation_predictions.csv"
 ROC_CSV = "roc.csv"
 PRECISION_RECALL_CSV = "precision_recall.csv"
 TEST_METRICS_CSV = "test_metrics.csv"

@@ -10,22 +10,29 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from mqp.files import atomic_dir
 from mqp.metrics import DIGITS, predicted_labels
-from mqp.paths import PRECISION_RECALL_CSV, PREDICTIONS_CSV, ROC_CSV, TEST_METRICS_CSV
+from mqp.paths import PRECISION_RECALL_CSV, PREDICTIONS_CSV, ROC_CSV, TEST_METRICS_CSV, VALIDATION_PREDICTIONS_CSV
 
 BAR_METRICS = ("accuracy", "f1", "precision", "recall")  # the models' comparison chart
 
 
+def predictions_table(pairs: pd.DataFrame, probs: np.ndarray, threshold: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "question_1": pairs["question_1"],
+        "question_2": pairs["question_2"],
+        "label": pairs["label"],
+        "prob_similar": np.round(probs, DIGITS),
+        "predicted": predicted_labels(probs, threshold),
+    })
+
+
 def write_test_results(results_dir: Path, test: pd.DataFrame, probs: np.ndarray, threshold: float,
-                       test_metrics: dict) -> None:
-    """Replace results_dir with this model's test predictions and curves, in one rename."""
+                       test_metrics: dict, validation: tuple[pd.DataFrame, np.ndarray] | None = None) -> None:
+    """Replace results_dir with this model's test predictions and curves, in one rename; with
+    validation (its pairs and probabilities), their predictions too."""
     with atomic_dir(results_dir) as scratch:
-        pd.DataFrame({
-            "question_1": test["question_1"],
-            "question_2": test["question_2"],
-            "label": test["label"],
-            "prob_similar": np.round(probs, DIGITS),
-            "predicted": predicted_labels(probs, threshold),
-        }).to_csv(scratch / PREDICTIONS_CSV, index=False)
+        predictions_table(test, probs, threshold).to_csv(scratch / PREDICTIONS_CSV, index=False)
+        if validation is not None:
+            predictions_table(*validation, threshold).to_csv(scratch / VALIDATION_PREDICTIONS_CSV, index=False)
         fpr, tpr, _ = roc_curve(test["label"], probs)
         pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DIGITS).to_csv(scratch / ROC_CSV, index=False)
         precision, recall, _ = precision_recall_curve(test["label"], probs)

@@ -38,7 +38,8 @@ def main(params) -> None:
     probs = score_splits(model, tokenizer, splits, params)
     threshold = params.eval.threshold
     metrics = model_report(splits, probs, threshold)
-    write_test_results(LORA_RESULTS, splits["test"], probs["test"], threshold, metrics["test"])
+    write_test_results(LORA_RESULTS, splits["test"], probs["test"], threshold, metrics["test"],
+                       validation=(splits["validation"], probs["validation"]))
     metrics.update(paired_comparisons(splits["test"], predicted_labels(probs["test"], threshold)))
     write_json(LORA_REPORT, metrics)
     write_json(LORA_METRICS, headline(metrics))
