@@ -7,13 +7,21 @@ with a reference configuration: both models' answers on the same pairs, fold by 
     python -m stages.sweep --csv sweep.csv          # the reference: params.yaml's configuration
     python plots/render_png.py docs/img sweep.csv --template plots/accuracy_ci.json -x lora.r -y accuracy
 
+Seed ensembles: queue the same configuration with other train.seed values, and --ensemble adds a
+row per configuration that ran with several seeds: each pair's P(similar) averaged over the seeds.
+
+    dvc exp run --queue -S 'data.fold=range(0,5)' -S 'train.seed=42,43,44' -C data/raw evaluate
+    python -m stages.sweep --ensemble --validation        # choose on validation, then:
+    python -m stages.sweep --ensemble
+
 Before the test folds are read, screen candidates on one fold's validation split:
 
     dvc exp run --queue -S 'lora.r=2,8,32' -C data/raw finetune     # finetune only: no test split read
     OMP_NUM_THREADS=1 dvc queue start -j 2
     python -m stages.sweep --validation                              # each run's validation accuracy [95% CI]
 
-The per-pair answers are each run's results/lora/predictions.csv, read from the run's experiment
+The per-pair answers are each run's results/lora/predictions.csv (validation_predictions.csv for
+ensembles on validation), read from the run's experiment
 (DVC's cache holds the outputs of queued runs) or, for the workspace, from disk.
 """
 
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,7 +40,7 @@ import yaml
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, TRAIN_REPORT
+from mqp.paths import DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
 from mqp.reports import parse_predictions
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
 from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
@@ -39,15 +49,43 @@ from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, g
 PAIR = ["question_1", "question_2"]
 
 
-def predictions_at(rev: str) -> pd.DataFrame:
-    """A run's LoRA test predictions: the workspace's file, or the one in an experiment's commit."""
-    path = LORA_RESULTS / PREDICTIONS_CSV
+def predictions_at(rev: str, file: str = PREDICTIONS_CSV) -> pd.DataFrame:
+    """A run's LoRA predictions (test, or validation with VALIDATION_PREDICTIONS_CSV): the
+    workspace's file, or the one in an experiment's commit."""
+    path = LORA_RESULTS / file
     if rev == WORKSPACE:
         return parse_predictions(path)
     import dvc.api  # here: only runs of experiments need it, and it is slow to import
 
-    with dvc.api.open(str(path), rev=rev) as source:
-        return parse_predictions(source)
+    try:
+        with dvc.api.open(str(path), rev=rev) as source:
+            return parse_predictions(source)
+    except FileNotFoundError:
+        raise PipelineError(f"run {rev[:7]} has no {path}: it ran before evaluate wrote it; run it again") from None
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Runs of one fold that differ only in train.seed, answering together: the mean P(similar)."""
+    revs: tuple[str, ...]
+    threshold: float
+
+
+def mean_predictions(members: list[pd.DataFrame], threshold: float) -> pd.DataFrame:
+    """An ensemble's predictions: each pair's P(similar) averaged over the members, and the answer at threshold."""
+    pairs = members[0][PAIR + ["label"]].reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(pairs[PAIR])
+    probs = np.mean([m.set_index(PAIR)["prob_similar"].reindex(index).to_numpy() for m in members], axis=0)
+    if len({len(m) for m in members}) > 1 or np.isnan(probs).any():
+        raise PipelineError("the runs of a seed ensemble were tested on other pairs; ensemble runs with the same data params")
+    return pairs.assign(prob_similar=probs, predicted=(probs >= threshold).astype(int))
+
+
+def answers(rev: str | Ensemble, read_predictions=predictions_at) -> pd.DataFrame:
+    """A run's predictions, or an ensemble's."""
+    if isinstance(rev, Ensemble):
+        return mean_predictions([read_predictions(member) for member in rev.revs], rev.threshold)
+    return read_predictions(rev)
 
 
 def correct_by_pair(predictions: pd.DataFrame) -> pd.Series:
@@ -55,12 +93,13 @@ def correct_by_pair(predictions: pd.DataFrame) -> pd.Series:
     return (predictions["predicted"] == predictions["label"]).set_axis(pd.MultiIndex.from_frame(predictions[PAIR]))
 
 
-def paired_over_folds(revs: list[str], reference_revs: list[str], read_predictions=predictions_at) -> dict:
+def paired_over_folds(revs: list, reference_revs: list, read_predictions=predictions_at) -> dict:
     """A configuration against the reference on the same test pairs of every fold: the discordant
     counts summed over the folds, then the paired difference, its interval and McNemar p."""
     totals = np.zeros(3, dtype=int)
     for fold, (rev, reference_rev) in enumerate(zip(revs, reference_revs)):
-        ours, theirs = correct_by_pair(read_predictions(rev)), correct_by_pair(read_predictions(reference_rev))
+        ours = correct_by_pair(answers(rev, read_predictions))
+        theirs = correct_by_pair(answers(reference_rev, read_predictions))
         if len(ours) != len(theirs) or not ours.index.isin(theirs.index).all():
             raise PipelineError(f"fold {fold}: the two configurations were tested on other pairs; "
                                 "compare configurations with the same data params")
@@ -86,6 +125,34 @@ def find_reference(summaries: list[dict], params: dict, label: str | None) -> di
                         "--reference with one of: " + "; ".join(s["configuration"] for s in summaries))
 
 
+def seed_ensembles(summaries: list[dict], read_predictions=predictions_at) -> list[dict]:
+    """A summary per configuration that ran with several train.seed values: each fold's answers the
+    mean P(similar) of its seeds (Ensemble), pooled over the folds like a configuration's."""
+    groups: dict[str, list[dict]] = {}
+    for summary in summaries:
+        rest = {k: v for k, v in summary["params"].items() if k != "train.seed"}
+        groups.setdefault(json.dumps(rest, sort_keys=True), []).append(summary)
+    ensembles = []
+    for members in (group for group in groups.values() if len(group) > 1):
+        seeds = "+".join(str(m["params"]["train.seed"]) for m in sorted(members, key=lambda m: m["params"]["train.seed"]))
+        revs = [Ensemble(tuple(m["revs"][fold] for m in members), members[0]["params"]["eval.threshold"])
+                for fold in range(len(members[0]["revs"]))]
+        pooled = pd.concat([answers(rev, read_predictions) for rev in revs])
+        correct, n = int((pooled["predicted"] == pooled["label"]).sum()), len(pooled)
+        low, high = proportion_ci(correct, n)
+        label = [part for part in members[0]["configuration"].split(", ") if not part.startswith("train.seed=")]
+        ensembles.append({"configuration": ", ".join(label + [f"ensemble of train.seed={seeds}"]), "revs": revs,
+                          "params": {**members[0]["params"], "train.seed": seeds},
+                          "lora": {"n": n, "accuracy": round(correct / n, 6), "accuracy_ci_low": low, "accuracy_ci_high": high}})
+    return ensembles
+
+
+def training_cost(rev: str | Ensemble, read_report=git_report) -> tuple[int | None, float]:
+    """(trainable params, training wall seconds) of a run, or of an ensemble's runs together."""
+    trains = [read_report(member, TRAIN_REPORT) or {} for member in (rev.revs if isinstance(rev, Ensemble) else [rev])]
+    return trains[0].get("trainable_params"), sum(t.get("wall_seconds", np.nan) for t in trains)
+
+
 def compare(summaries: list[dict], reference: dict, read_predictions=predictions_at, read_report=git_report) -> list[dict]:
     """One row per configuration: its varying params, trainable params, CPU minutes per fold,
     pooled accuracy [CI], and its difference with the reference."""
@@ -93,14 +160,14 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
     read_predictions = functools.cache(read_predictions)  # the reference's runs are read once, not per configuration
     rows = []
     for summary in summaries:
-        trains = [read_report(rev, TRAIN_REPORT) or {} for rev in summary["revs"]]
+        costs = [training_cost(rev, read_report) for rev in summary["revs"]]
         lora = summary["lora"]
         versus = paired_over_folds(summary["revs"], reference["revs"], read_predictions)
         rows.append({
             "configuration": summary["configuration"], **{k: summary["params"].get(k) for k in varying},
             "reference": summary is reference,
-            "trainable_params": trains[0].get("trainable_params"),
-            "minutes_per_fold": round(float(np.mean([t.get("wall_seconds", np.nan) for t in trains])) / 60, 2),
+            "trainable_params": costs[0][0],
+            "minutes_per_fold": round(float(np.mean([seconds for _, seconds in costs])) / 60, 2),
             "n": lora["n"], "accuracy": lora["accuracy"],
             "accuracy_ci_low": lora["accuracy_ci_low"], "accuracy_ci_high": lora["accuracy_ci_high"],
             **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("a_only", "b_only", "n")},
@@ -152,6 +219,55 @@ def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     return sorted(rows, key=lambda row: -row["accuracy"])
 
 
+def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[dict]:
+    """Seed ensembles screened on validation: runs that differ only in train.seed, each fold's
+    validation answers the mean P(similar) of the seeds that ran on every such fold, pooled over the
+    folds; beside it each seed alone on the same pairs, and the ensemble against the first seed
+    (McNemar on the discordant pairs, summed over the folds)."""
+    read_predictions = read_predictions or functools.partial(predictions_at, file=VALIDATION_PREDICTIONS_CSV)
+    groups: dict[str, dict[int, dict]] = {}  # configuration: fold: seed: rev (the newest run)
+    entries = sorted(finished_entries(exp_show), key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
+    for _, entry, params in entries:
+        config = json.dumps({k: v for k, v in params.items() if is_variant_param(k) and k != "train.seed"}, sort_keys=True)
+        seeds = groups.setdefault(config, {}).setdefault(params.get("data.fold"), {})
+        seeds.setdefault(params.get("train.seed"), entry["rev"])
+    ensembles = {}
+    for config, by_fold in groups.items():
+        folds = sorted(fold for fold, seeds in by_fold.items() if len(seeds) > 1)
+        seeds = sorted(set.intersection(*(set(by_fold[fold]) for fold in folds))) if folds else []
+        if len(seeds) < 2:
+            continue
+        try:
+            members = [[read_predictions(by_fold[fold][seed]) for seed in seeds] for fold in folds]
+        except PipelineError as error:  # runs from before evaluate wrote validation predictions
+            print(f"sweep: ensemble of train.seed {seeds} left out: {error}", file=sys.stderr)
+            continue
+        ensemble = pd.concat([mean_predictions(frames, json.loads(config)["eval.threshold"]) for frames in members])
+        alone = [pd.concat([frames[i] for frames in members]) for i in range(len(seeds))]
+        right = (ensemble["predicted"] == ensemble["label"]).to_numpy()
+        n = len(ensemble)
+        low, high = proportion_ci(int(right.sum()), n)
+        first = (alone[0]["predicted"] == alone[0]["label"]).to_numpy()
+        ensembles[config] = {"seeds": seeds, "folds": folds, "n": n, "accuracy": round(float(right.mean()), 6),
+                             "accuracy_ci_low": low, "accuracy_ci_high": high,
+                             "each_seed": [round(float((a["predicted"] == a["label"]).mean()), 6) for a in alone],
+                             "vs_first_seed": paired_comparison(right, first)}
+    configs = [json.loads(config) for config in ensembles]
+    varying = sorted({k for c in configs for k in c if len({json.dumps(d.get(k)) for d in configs}) > 1})
+    return [{"configuration": ", ".join(f"{k}={json.loads(config).get(k)}" for k in varying) or "params.yaml", **row}
+            for config, row in sorted(ensembles.items(), key=lambda item: -item[1]["accuracy"])]
+
+
+def ensemble_line(row: dict) -> str:
+    versus = row["vs_first_seed"]
+    seeds = "+".join(map(str, row["seeds"]))
+    each = ", ".join(f"{seed} {accuracy:.4f}" for seed, accuracy in zip(row["seeds"], row["each_seed"]))
+    return (f"{row['configuration']}, ensemble of train.seed={seeds}: validation accuracy {row['accuracy']:.4f} "
+            f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} pooled over folds {row['folds']} ({row['n']} pairs); "
+            f"each seed alone: {each}; ensemble − seed {row['seeds'][0]} {100 * versus['accuracy_diff']:+.1f} points "
+            f"[{100 * versus['diff_ci_low']:+.1f}, {100 * versus['diff_ci_high']:+.1f}], McNemar p {p_value_text(versus['mcnemar_p'])}")
+
+
 VALIDATION_FIGURES = {"run", "data.fold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "best_epoch",
                       "trainable_params", "minutes"}
 
@@ -192,20 +308,29 @@ def main(params, argv=None) -> None:
     parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
     parser.add_argument("--validation", action="store_true",
                         help="screen: every finished run's validation accuracy, no test split read")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also each configuration that ran with several train.seed values, its seeds' mean P(similar)")
     args = parser.parse_args(argv)
+    exp_show = exp_show_json(args.all_commits)
     if args.validation:
-        rows = validation_rows(exp_show_json(args.all_commits))
+        rows = validation_rows(exp_show)
         print(validation_markdown(rows) + "\n")
         for row in pooled_validation(rows):
             print(f"{row['configuration']}: validation accuracy {row['accuracy']:.4f} "
                   f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} pooled over folds {row['folds']} "
                   f"({row['n']} pairs)")
+        if args.ensemble:
+            for row in validation_ensembles(exp_show):
+                print(ensemble_line(row))
         if args.csv:
             pd.DataFrame(rows).to_csv(args.csv, index=False)
         return
-    summaries = summarise(exp_show_json(args.all_commits))
+    summaries = summarise(exp_show)
     reference = find_reference(summaries, yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")), args.reference)
-    rows = compare(summaries, reference)
+    read_predictions = functools.cache(predictions_at)
+    if args.ensemble:
+        summaries += seed_ensembles(summaries, read_predictions)
+    rows = compare(summaries, reference, read_predictions)
     print(markdown(rows, reference))
     if args.csv:
         pd.DataFrame(rows).to_csv(args.csv, index=False)

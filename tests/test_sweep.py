@@ -12,7 +12,8 @@ from mqp import paths
 from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
-from stages.sweep import (compare, find_reference, markdown, paired_over_folds, pooled_validation, validation_markdown,
+from stages.sweep import (Ensemble, answers, compare, ensemble_line, find_reference, markdown, mean_predictions,
+                          paired_over_folds, pooled_validation, seed_ensembles, validation_ensembles, validation_markdown,
                           validation_rows)
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
@@ -119,3 +120,66 @@ def test_validation_pools_each_configurations_folds():
     assert [(p["configuration"], p["folds"], p["n"]) for p in pooled] == [("lora.r=2", [0, 1], 400), ("lora.r=8", [0], 100)]
     assert pooled[0]["accuracy"] == (80 + 270) / 400
     assert (pooled[0]["accuracy_ci_low"], pooled[0]["accuracy_ci_high"]) == proportion_ci(350, 400)
+
+
+def with_probs(probs: list[float], order=None) -> pd.DataFrame:
+    """predictions.csv rows over PAIRS with these P(similar), answered at 0.5."""
+    frame = pd.DataFrame([{"question_1": q1, "question_2": q2, "label": label, "prob_similar": p, "predicted": int(p >= 0.5)}
+                          for (q1, q2), label, p in zip(PAIRS, LABELS, probs)])
+    return frame.iloc[order] if order else frame
+
+
+# Three seeds of one fold. LABELS alternate 1, 0. Each seed alone gets 8 of 10 right, on other pairs;
+# the mean P(similar) gets all 10: pair 0 (label 1) 0.4, 0.6, 0.8 -> 0.6; pair 1 (label 0) 0.6, 0.2, 0.3 -> 0.367.
+SEEDS = {
+    "s42": with_probs([0.4, 0.6] + [0.9, 0.1] * 4),
+    "s43": with_probs([0.6, 0.2, 0.45, 0.55] + [0.9, 0.1] * 3, order=list(range(9, -1, -1))),
+    "s44": with_probs([0.8, 0.3, 0.9, 0.1, 0.2, 0.7] + [0.9, 0.1] * 2),
+}
+
+
+def test_an_ensemble_answers_with_its_seeds_mean_probability():
+    ensemble = answers(Ensemble(("s42", "s43", "s44"), 0.5), SEEDS.__getitem__)
+    assert list(ensemble["question_1"]) == [q1 for q1, _ in PAIRS]  # the first member's order
+    assert ensemble["prob_similar"].tolist()[:2] == pytest.approx([0.6, 1.1 / 3])
+    assert (ensemble["predicted"] == ensemble["label"]).all()
+    with pytest.raises(PipelineError, match="tested on other pairs"):
+        mean_predictions([SEEDS["s42"], SEEDS["s43"].iloc[:9]], 0.5)
+
+
+def test_seed_ensembles_join_configurations_that_differ_only_in_the_seed():
+    configs = [summary(f"lora.r=8, train.seed={seed}", [f"s{seed}"], 0.8, **{"train.seed": seed, "eval.threshold": 0.5})
+               for seed in (43, 42, 44)]
+    other = summary("lora.r=2, train.seed=42", ["a0"], 0.8, **{"lora.r": 2, "train.seed": 42, "eval.threshold": 0.5})
+    [ensemble] = seed_ensembles(configs + [other], SEEDS.__getitem__)
+    assert ensemble["configuration"] == "lora.r=8, ensemble of train.seed=42+43+44"
+    assert ensemble["params"]["train.seed"] == "42+43+44"
+    assert ensemble["lora"]["accuracy"] == 1.0 and ensemble["lora"]["n"] == 10
+    reference = configs[1]  # seed 42
+    reports = {"s42": 60.0, "s43": 120.0, "s44": 180.0}
+    rows = compare([reference, ensemble], reference, SEEDS.__getitem__,
+                   lambda rev, path: {"trainable_params": 400, "wall_seconds": reports[rev]})
+    top = rows[0]
+    assert top["configuration"] == ensemble["configuration"] and top["minutes_per_fold"] == 6.0  # all three trainings
+    assert (top["this_only"], top["reference_only"]) == (2, 0)  # seed 42 alone missed pairs 0 and 1
+
+
+def test_validation_ensembles_pool_the_seeds_that_ran_on_every_fold():
+    # fold 0: seeds 42, 43, 44 (SEEDS); fold 1: seeds 42 and 43 only, both right on every pair.
+    files = {**SEEDS, "t42": with_probs([0.9, 0.1] * 5), "t43": with_probs([0.7, 0.3] * 5), "lone": with_probs([0.5] * 10)}
+    runs = [run_entry(rev, fold, seed, hour) for hour, (rev, fold, seed) in enumerate(
+        [("s42", 0, 42), ("s43", 0, 43), ("s44", 0, 44), ("t42", 1, 42), ("t43", 1, 43)])]
+    runs.append(run_entry("lone", 0, 42, 9, r=2))  # a configuration with one seed: no ensemble
+    exp_show = [{"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [r], "executor": None} for r in runs]}]
+    [row] = validation_ensembles(exp_show, files.__getitem__)
+    assert (row["configuration"], row["seeds"], row["folds"], row["n"]) == ("params.yaml", [42, 43], [0, 1], 20)
+    # fold 0 with seeds 42 and 43: pair 0 0.5 (right), pair 1 0.4 (right), pairs 2, 3 0.675, 0.325 (right): all 10.
+    assert row["accuracy"] == 1.0 and row["each_seed"] == [0.9, 0.9]
+    assert (row["vs_first_seed"]["a_only"], row["vs_first_seed"]["b_only"]) == (2, 0)
+    assert "ensemble of train.seed=42+43: validation accuracy 1.0000" in ensemble_line(row)
+
+
+def run_entry(rev: str, fold: int, seed: int, hour: int, r: int = 8) -> dict:
+    params = {"data": {"fold": fold}, "lora": {"r": r}, "train": {"seed": seed}, "eval": {"threshold": 0.5}}
+    return {"rev": rev, "name": rev, "data": {"timestamp": f"2026-11-30T{hour:02d}:00:00",
+                                              "params": {str(paths.PARAMS_FILE): {"data": params}}}}
