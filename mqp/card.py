@@ -49,7 +49,7 @@ def metadata(params: Params, name: str, split: str, metrics: dict, extra: dict) 
         "language": ["en"],
         "metrics": list(METRICS),
         "pipeline_tag": PIPELINE_TAGS[params.model.architecture],
-        "tags": ["lora", params.model.architecture, "medical", "question-similarity", "dvc"],
+        "tags": [*(["lora"] if params.train.method == "lora" else []), params.model.architecture, "medical", "question-similarity", "dvc"],
         "model-index": [{
             "name": name,
             "results": [{
@@ -88,8 +88,10 @@ def training_section(params: Params, layers: list[str]) -> str:
     head = ("P(similar) = sigmoid(scale · cosine + bias) of the two questions' embeddings "
             f"({model.pooling} pooling), scale and bias trained" if model.architecture == "bi-encoder"
             else "both questions in one input, a 2-class classification head trained with LoRA")
-    return (f"## Training\n\n- Base model: `{model.name}`, as a {model.architecture}: {head}.\n"
-            f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, on the {', '.join(layers)} layers ({chosen}).\n"
+    adapted = (f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, on the {', '.join(layers)} "
+               f"layers ({chosen}).\n" if train.method == "lora" else
+               "- Full fine-tuning (`train.method: full`): every weight of the model trained, no LoRA.\n")
+    return (f"## Training\n\n- Base model: `{model.name}`, as a {model.architecture}: {head}.\n{adapted}"
             f"- Training: {train.epochs} epochs, learning rate {train.learning_rate:g} (head {train.head_learning_rate:g}), "
             f"batch {train.batch_size}, weight decay {train.weight_decay:g}, warmup {train.warmup_ratio:g}, "
             f"precision {train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
@@ -126,7 +128,14 @@ def python_block(lines: list[str]) -> str:
 
 
 def adapter_usage(params: Params, folder: Path) -> str:
-    if params.model.architecture == "cross-encoder":
+    if params.train.method == "full":
+        loader = ("AutoModelForSequenceClassification" if params.model.architecture == "cross-encoder" else "AutoModel")
+        lines = [f"from transformers import {loader}",
+                 f'model = {loader}.from_pretrained("{folder}")  # every weight fine-tuned, no PEFT']
+        if params.model.architecture == "bi-encoder":
+            lines += ["from safetensors.torch import load_file",
+                      f'head = load_file("{folder}/{HEAD_FILE}")  # P(similar) = sigmoid(scale * cosine + bias)']
+    elif params.model.architecture == "cross-encoder":
         lines = ["from peft import AutoPeftModelForSequenceClassification",
                  f'model = AutoPeftModelForSequenceClassification.from_pretrained("{folder}")  # base model + adapter + head',
                  "# then tokenize (question_1, question_2) with the base model's tokenizer; softmax(logits)[1] = P(similar)"]
@@ -173,7 +182,8 @@ LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two 
 def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path, layers: list[str]) -> str:
     """The adapter's card: validation metrics of the kept epoch (finetune never reads the test split)."""
     validation = summary.get("validation") or {}
-    title = f"# LoRA adapter for `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
+    what = "LoRA adapter for" if params.train.method == "lora" else "Fully fine-tuned"
+    title = f"# {what} `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
     if validation:
         results = (f"## Validation metrics\n\nKept epoch {summary['best_epoch']} of {summary['epochs']} (best "
                    f"validation F1), {summary['trainable_params']:,} trainable parameters of "
@@ -182,7 +192,8 @@ def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: P
                    "stage's (`metrics/detail/lora.json`) and the merged model's card.\n")
     else:
         results = "## Validation metrics\n\nNone: `train.epochs=0` saved the untrained adapter.\n"
-    meta = metadata(params, "mqp-lora-adapter", "validation", validation, {"library_name": "peft"})
+    library = "peft" if params.train.method == "lora" else "transformers"
+    meta = metadata(params, "mqp-lora-adapter", "validation", validation, {"library_name": library})
     return "\n".join([front_matter(meta), title, data_section(params, sizes), training_section(params, layers),
                       results, adapter_usage(params, folder), LIMITS])
 
@@ -194,7 +205,9 @@ def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folde
     meta = metadata(params, "mqp-lora-merged", "test", lora_metrics["test"], {"library_name": library})
     title = (f"# `{params.model.name}` + LoRA, merged: is question 2 the same as question 1? (MQP)\n\n"
              "The LoRA adapter folded into the base weights (PEFT `merge_and_unload`): a standalone model that "
-             "loads without PEFT.\n")
+             "loads without PEFT.\n" if params.train.method == "lora" else
+             f"# `{params.model.name}`, fully fine-tuned: is question 2 the same as question 1? (MQP)\n\n"
+             "Every weight trained (`train.method: full`, no LoRA): a standalone model.\n")
     results = (f"## Test metrics\n\n{lora_metrics['test']['n']:,} test pairs, threshold "
                f"{lora_metrics['threshold']:g}; intervals: Wilson (accuracy), seeded bootstrap over pairs (F1, "
                f"ROC AUC).\n\n{metrics_table(lora_metrics['test'])}\nOn the same test pairs:\n\n"

@@ -27,9 +27,10 @@ def merge(model):
     """The trained model with LoRA folded into its weights and PEFT's wrappers gone; a classifier's
     trained head (PEFT's modules_to_save copy) takes the place of the base head."""
     if isinstance(model, BiEncoder):
-        model.encoder = model.encoder.merge_and_unload()
+        model.encoder = merge(model.encoder)
         return model
-    return model.merge_and_unload()
+    # A fully fine-tuned model (train.method full) has no LoRA to fold.
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:

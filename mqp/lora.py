@@ -13,7 +13,7 @@ from transformers.pytorch_utils import Conv1D
 
 from mqp.biencoder import BiEncoder
 from mqp.errors import PipelineError
-from mqp.models import base_model, device
+from mqp.models import base_model, device, load_classifier, load_encoder
 from mqp.params import LoraParams, Params
 from mqp.paths import ADAPTER_CONFIG
 
@@ -21,6 +21,8 @@ from mqp.paths import ADAPTER_CONFIG
 # (a regex, so the pooler and a RoBERTa classifier's own `dense` stay out).
 ENCODER_TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense)"
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "data2vec-text"}
+# A whole model's config (train.method full), where an adapter has ADAPTER_CONFIG.
+FULL_MODEL_CONFIG = "config.json"
 # The bi-encoder's scale and bias, saved beside the adapter.
 HEAD_FILE = "similarity_head.safetensors"
 TASK_TYPES = {"cross-encoder": TaskType.SEQ_CLS, "bi-encoder": TaskType.FEATURE_EXTRACTION}
@@ -83,6 +85,12 @@ def with_lora(model: nn.Module, params: Params):
     return model
 
 
+def for_training(model: nn.Module, params: Params):
+    """The model finetune trains: with LoRA (train.method lora), or as it is, every weight
+    trainable (full fine-tuning)."""
+    return with_lora(model, params) if params.train.method == "lora" else model
+
+
 def adapted_layers(model: nn.Module) -> list[str]:
     """The names of the layers LoRA adapted (e.g. query, key, value, dense), for the model card."""
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, LoraLayer)})
@@ -97,7 +105,10 @@ def save_trained(model: nn.Module, folder: Path) -> None:
 
 
 def load_trained(params: Params, tokenizer, adapter_dir: Path):
-    """The base model plus the saved adapter (and head), fresh from disk, on the device."""
+    """The base model plus the saved adapter (and head), or the fully fine-tuned model, fresh from
+    disk, on the device."""
+    if is_full_model(adapter_dir):
+        return load_full_model(params, tokenizer, adapter_dir).to(device()).eval()
     # safetensors only: an adapter saved as adapter_model.bin is never loaded.
     if not all((adapter_dir / name).exists() for name in (ADAPTER_CONFIG, "adapter_model.safetensors")):
         raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
@@ -113,3 +124,22 @@ def load_trained(params: Params, tokenizer, adapter_dir: Path):
     else:
         model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     return model.to(device()).eval()
+
+
+def is_full_model(folder: Path) -> bool:
+    """Whether finetune saved a whole model there (train.method full) rather than an adapter."""
+    return (folder / FULL_MODEL_CONFIG).exists() and not (folder / ADAPTER_CONFIG).exists()
+
+
+def load_full_model(params: Params, tokenizer, folder: Path):
+    """A fully fine-tuned model, loaded like a pretrained one from its folder; the bi-encoder's head beside it."""
+    saved = params.model.model_copy(update={"name": str(folder)})
+    has_head = (folder / HEAD_FILE).exists()
+    if has_head != (params.model.architecture == "bi-encoder"):
+        raise PipelineError(f"the model in {folder} is not a {params.model.architecture}'s; "
+                            "run `dvc repro` to train one for the current params")
+    if not has_head:
+        return load_classifier(saved, tokenizer, params.train.seed)
+    model = BiEncoder(load_encoder(saved), params.model.pooling)
+    model.load_head_state(load_file(folder / HEAD_FILE))
+    return model

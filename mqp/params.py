@@ -64,6 +64,7 @@ class LoraParams(_Group):
 
 
 class TrainParams(_Group):
+    method: Literal["lora", "full"]
     learning_rate: float = Field(gt=0, le=1)
     head_learning_rate: float = Field(gt=0, le=10)
     epochs: int = Field(ge=0, le=1000)

@@ -1,4 +1,5 @@
-"""finetune: train a LoRA adapter (PEFT) with the Hugging Face Trainer; keep the best epoch."""
+"""finetune: train a LoRA adapter (PEFT), or every weight (train.method full), with the Hugging Face
+Trainer; keep the best epoch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from mqp.card import CARD_FILE, adapter_card
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
-from mqp.lora import adapted_layers, save_trained, with_lora
+from mqp.lora import adapted_layers, for_training, save_trained
 from mqp.models import base_model, load_tokenizer
 from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TRAIN_REPORT, checkpoints_dir
 from mqp.splits import load_splits
@@ -35,7 +36,7 @@ def main(params) -> None:
     fix_mmap_threshold()
     splits = load_splits()
     tokenizer = load_tokenizer(params.model)
-    model = with_lora(base_model(params, tokenizer), params)
+    model = for_training(base_model(params, tokenizer), params)
     datasets = training_sets(params, tokenizer, splits)
     callbacks, report_to, finish_tracking = training_callbacks(params, DVCLIVE_DIR)
     for folder in remove_stale_checkpoints():

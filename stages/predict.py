@@ -51,9 +51,11 @@ def read_pairs_csv(path: str) -> pd.DataFrame:
 
 def model_line(params) -> str:
     """e.g. `predict: model models/adapter: LoRA r=8 on sentence-transformers/all-MiniLM-L6-v2
-    (bi-encoder), from git 9cacd04`; the rank as the adapter's own config has it."""
-    rank = json.loads((ADAPTER_DIR / ADAPTER_CONFIG).read_text())["r"]
-    return (f"predict: model {ADAPTER_DIR}: LoRA r={rank} on {params.model.name} "
+    (bi-encoder), from git 9cacd04`; the rank as the adapter's own config has it (`full fine-tuning of`
+    where train.method full saved the whole model)."""
+    config = ADAPTER_DIR / ADAPTER_CONFIG
+    method = f"LoRA r={json.loads(config.read_text())['r']} on" if config.exists() else "full fine-tuning of"
+    return (f"predict: model {ADAPTER_DIR}: {method} {params.model.name} "
             f"({params.model.architecture}), from {adapter_origin()}")
 
 

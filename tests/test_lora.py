@@ -11,9 +11,11 @@ from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
-from mqp.lora import HEAD_FILE, adapted_layers, add_lora, load_trained, lora_config, save_trained, with_lora
+from mqp.export import merge
+from mqp.lora import (HEAD_FILE, adapted_layers, add_lora, for_training, load_trained, lora_config, save_trained,
+                      with_lora)
 from mqp.models import base_model, load_classifier, load_tokenizer
-from mqp.paths import ADAPTER_DIR, LORA_RESULTS, TRAIN_REPORT
+from mqp.paths import ADAPTER_DIR, LORA_RESULTS, MERGED_DIR, TRAIN_REPORT
 from mqp.reports import read_predictions
 
 REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
@@ -167,3 +169,41 @@ def test_reloaded_adapter_reproduces_evaluates_predictions(request, architecture
     saved = read_predictions(LORA_RESULTS)
     probs = score_pairs(model, tokenizer, saved["question_1"], saved["question_2"], params)
     assert probs.round(6).tolist() == pytest.approx(saved["prob_similar"].tolist(), abs=2e-6)
+
+
+@pytest.mark.parametrize("architecture", ["cross-encoder", "bi-encoder"])
+def test_full_fine_tuning_trains_every_weight_and_reloads_to_the_same_scores(tmp_path, tiny_bert, architecture):
+    """train.method full: no LoRA, every weight trainable; saved as a whole model (no adapter config)
+    that load_trained reloads to the same scores, export's merge leaves as it is, and the other
+    architecture refuses."""
+    params = tiny_params(tiny_bert, {"model.architecture": architecture, "train.method": "full"})
+    tokenizer = load_tokenizer(params.model)
+    model = for_training(base_model(params, tokenizer), params)
+    assert not adapted_layers(model) and all(p.requires_grad for p in model.parameters())
+    perturb(model)
+    expected = score_pairs(model.eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params)
+    save_trained(model, tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "adapter_config.json").exists()
+    reloaded = load_trained(params, tokenizer, tmp_path)
+    assert not reloaded.training
+    assert score_pairs(reloaded, tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
+    assert score_pairs(merge(reloaded), tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
+    other = "cross-encoder" if architecture == "bi-encoder" else "bi-encoder"
+    with pytest.raises(PipelineError, match=f"the model in {tmp_path} is not a {other}'s; run `dvc repro`"):
+        load_trained(tiny_params(tiny_bert, {"model.architecture": other}), tokenizer, tmp_path)
+
+
+def test_finetune_full_writes_a_whole_model_and_its_card(tmp_path, tiny_bert, in_project):
+    """Through the stages: finetune with train.method full, then evaluate and export read the whole model."""
+    from stages import baseline, evaluate, export, finetune, prepare, zeroshot
+
+    project = in_project(make_workdir(tmp_path / "project", tiny_bert,
+                                      overrides={"train.method": "full", "train.learning_rate": 1e-3, "train.epochs": 1}))
+    for stage_ in (prepare, baseline, zeroshot, finetune, evaluate, export):
+        stage_.main()
+    summary = read_json(project / TRAIN_REPORT)
+    assert summary["trainable_params"] == summary["total_params"]  # every weight, the head's two included
+    card = (project / ADAPTER_DIR / "README.md").read_text()
+    assert card.count("Full fine-tuning (`train.method: full`)") == 1 and "LoRA (PEFT)" not in card
+    assert (project / LORA_RESULTS / "validation_predictions.csv").exists()
+    assert "fully fine-tuned" in (project / MERGED_DIR / "README.md").read_text()
