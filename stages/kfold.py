@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
@@ -58,21 +59,33 @@ def git_report(rev: str, path: Path) -> dict | None:
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
+def todays_params() -> dict:
+    """params.yaml as it is now, flat; empty where there is none."""
+    return flatten(yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")) or {}) if PARAMS_FILE.exists() else {}
+
+
+def as_today(params: dict, today: dict) -> dict:
+    """A run's params in today's params.yaml's terms, so that runs of older commits compare with
+    new ones: a param the run lacks had the behaviour of its value today (a new param's default
+    keeps the old behaviour), and one params.yaml has dropped is left out."""
+    return {key: params.get(key, value) for key, value in today.items()} if today else params
+
+
 def finished_entries(exp_show: list[dict]) -> list[tuple[str, dict, dict]]:
-    """(name, `dvc exp show` entry, flat params) of the workspace, the commits and each finished
-    experiment; experiments still queued, running or failed are left out."""
+    """(name, `dvc exp show` entry, flat params as_today) of the workspace, the commits and each
+    finished experiment; experiments still queued, running or failed are left out."""
     entries = [(entry["name"] or entry["rev"], entry) for entry in exp_show]
     for commit in exp_show:
         for experiment in commit.get("experiments") or []:
             state = (experiment.get("executor") or {}).get("state", "success")
             if state == "success":  # not queued, running or failed
                 entries += [(rev.get("name") or rev["rev"][:7], rev) for rev in experiment["revs"]]
-    finished = []
+    finished, today = [], todays_params()
     for name, entry in entries:
         data = entry.get("data") or {}
         params = flatten((data.get("params") or {}).get(str(PARAMS_FILE), {}).get("data") or {})
         if not entry.get("error") and params:
-            finished.append((name, entry, params))
+            finished.append((name, entry, as_today(params, today)))
     return finished
 
 

@@ -142,3 +142,21 @@ def test_retrieval_pools_over_the_folds_when_every_fold_has_it():
     assert "Retrieval (6 queries over 2 folds" in markdown(summary)
     del REPORTS[runs[1]["rev"]][str(paths.RETRIEVAL_REPORT)]  # one fold without: no pooled retrieval
     assert "retrieval" not in summarise(exp_show(*runs), read_report)[0]
+
+
+def test_runs_of_older_commits_are_read_in_todays_params():
+    """An older commit's run lacks a param added since (read as its value today) and has one since
+    dropped (left out): its folds join today's runs of the same configuration."""
+    from stages.kfold import as_today, todays_params
+
+    today = todays_params()
+    assert today["train.method"] == "lora" and "data.url" not in today  # the repo's params.yaml
+    older = {"data.fold": 0, "data.url": "https://example.com/mqp.csv", "lora.r": 8}
+    assert as_today(older, {"data.fold": 1, "lora.r": 4, "train.method": "lora"}) == {
+        "data.fold": 0, "lora.r": 8, "train.method": "lora"}
+    old = fake_run(0, {"base": 5, "zeroshot": 7, "lora": 9}, timestamp="2026-11-28T09:00:00")
+    old["data"]["params"][str(paths.PARAMS_FILE)]["data"]["data"]["url"] = "https://example.com/mqp.csv"
+    new = fake_run(1, {"base": 5, "zeroshot": 7, "lora": 8})
+    new["data"]["params"][str(paths.PARAMS_FILE)]["data"]["train"] = {"method": "lora"}
+    summary, = summarise(exp_show(old, new), read_report)
+    assert summary["lora"]["accuracy_per_fold"] == [0.9, 0.8]
