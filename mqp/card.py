@@ -95,7 +95,17 @@ def training_section(params: Params, layers: list[str]) -> str:
             f"- Training: {train.epochs} epochs, learning rate {train.learning_rate:g} (head {train.head_learning_rate:g}), "
             f"batch {train.batch_size}, weight decay {train.weight_decay:g}, warmup {train.warmup_ratio:g}, "
             f"precision {train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
-            "validation F1 is kept.\n")
+            f"validation F1 is kept.\n{extras(train)}")
+
+
+def extras(train) -> str:
+    """The training options beyond the reference recipe's, where they are on."""
+    lines = ([f"- A ranking loss beside the head's (`train.ranking_weight: {train.ranking_weight:g}`).\n"]
+             if train.ranking_weight else [])
+    if train.implied_pairs:
+        lines.append("- Also trained on the pairs MQP implies (`train.implied_pairs`): each question_1's similar and "
+                     "dissimilar rewrites, as a dissimilar pair.\n")
+    return "".join(lines)
 
 
 def metrics_table(metrics: dict) -> str:

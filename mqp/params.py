@@ -75,6 +75,7 @@ class TrainParams(_Group):
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     swap_questions: bool
     ranking_weight: float = Field(ge=0)
+    implied_pairs: bool
 
 
 class EvalParams(_Group):

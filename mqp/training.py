@@ -62,13 +62,28 @@ def question_dataset(table: pd.DataFrame, tokenizer, max_length: int) -> Dataset
     return Dataset.from_dict(columns)
 
 
+def with_implied_pairs(train: pd.DataFrame) -> pd.DataFrame:
+    """MQP's pairs plus the ones they imply: where a question_1 has a similar rewrite A and a
+    dissimilar rewrite B, A and B ask different things. One more dissimilar pair per question_1,
+    two rewrites doctors wrote to look alike: from the train split alone, after its own pairs."""
+    first = {label: train[train["label"] == label].drop_duplicates("question_1").set_index("question_1")
+             for label in (1, 0)}
+    both = first[1].index.intersection(first[0].index)
+    implied = pd.DataFrame({"dr_id": first[1].loc[both, "dr_id"].to_numpy(),
+                            "question_1": first[1].loc[both, "question_2"].to_numpy(),
+                            "question_2": first[0].loc[both, "question_2"].to_numpy(), "label": 0})
+    return pd.concat([train, implied], ignore_index=True)
+
+
 def training_sets(params: Params, tokenizer, splits: dict[str, pd.DataFrame]) -> tuple[Dataset, Dataset]:
-    """The train and validation datasets of model.architecture (batched by length: PairTrainer)."""
+    """The train and validation datasets of model.architecture (batched by length: PairTrainer);
+    with train.implied_pairs, the train split's implied pairs too."""
     max_length = params.model.max_length
+    train = with_implied_pairs(splits["train"]) if params.train.implied_pairs else splits["train"]
     if params.model.architecture == "bi-encoder":
-        return (question_dataset(splits["train"], tokenizer, max_length),
+        return (question_dataset(train, tokenizer, max_length),
                 question_dataset(splits["validation"], tokenizer, max_length))
-    return (pair_dataset(splits["train"], tokenizer, max_length, swapped=params.train.swap_questions),
+    return (pair_dataset(train, tokenizer, max_length, swapped=params.train.swap_questions),
             pair_dataset(splits["validation"], tokenizer, max_length).sort("length"))
 
 

@@ -18,7 +18,7 @@ from mqp.models import base_model, load_tokenizer
 from mqp.paths import checkpoints_dir
 from mqp.training import (PairCollator, QuestionGroupedSampler, QuestionPairCollator, collator_for, fit, make_trainer,
                           mixed_precision, optimizer_for, pair_dataset, process_alive, remove_stale_checkpoints,
-                          training_arguments, training_sets)
+                          training_arguments, training_sets, with_implied_pairs)
 
 N = 200
 
@@ -87,6 +87,22 @@ def test_pairs_of_a_question_1_share_a_group(tiny_bert, tokenizer):
                           "label": [1, 1, 0, 1, 0]})
     train, _ = training_sets(params, tokenizer, {"train": table, "validation": table})
     assert list(train["group"]) == [0, 1, 0, 2, 1]
+
+
+def test_implied_pairs_add_each_question_1s_two_rewrites_as_dissimilar(tiny_bert, tokenizer):
+    table = pd.DataFrame({"dr_id": [1, 1, 2, 2, 3],
+                          "question_1": ["a?", "a?", "b?", "b?", "c?"],
+                          "question_2": ["a same", "a other", "b other", "b same", "c same"],
+                          "label": [1, 0, 0, 1, 1]})
+    implied = with_implied_pairs(table)
+    assert implied.iloc[:5].equals(table)  # MQP's own pairs first, as they were
+    assert implied.iloc[5:].to_dict("records") == [  # c? has no dissimilar rewrite: nothing implied
+        {"dr_id": 1, "question_1": "a same", "question_2": "a other", "label": 0},
+        {"dr_id": 2, "question_1": "b same", "question_2": "b other", "label": 0}]
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.implied_pairs": True})
+    train, validation = training_sets(params, tokenizer, {"train": table, "validation": table})
+    assert (len(train), len(validation)) == (7, 5)  # validation stays MQP's own pairs
+    assert list(train["group"]) == [0, 0, 1, 1, 2, 3, 4]  # an implied pair is a question_1 group of its own
 
 
 def grouped_batches(groups, lengths, batch_size, seed=0) -> list[list[int]]:
