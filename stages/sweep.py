@@ -44,7 +44,7 @@ from mqp.paths import DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, T
 from mqp.reports import parse_predictions
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
 from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
-                          summarise)
+                          summarise, todays_params)
 
 PAIR = ["question_1", "question_2"]
 
@@ -141,10 +141,29 @@ def seed_ensembles(summaries: list[dict], read_predictions=predictions_at) -> li
         correct, n = int((pooled["predicted"] == pooled["label"]).sum()), len(pooled)
         low, high = proportion_ci(correct, n)
         label = [part for part in members[0]["configuration"].split(", ") if not part.startswith("train.seed=")]
-        ensembles.append({"configuration": ", ".join(label + [f"ensemble of train.seed={seeds}"]), "revs": revs,
+        ensembles.append({"configuration": ", ".join(label + [f"ensemble of train.seed={seeds}"]), "revs": revs, "ensemble": True,
                           "params": {**members[0]["params"], "train.seed": seeds},
                           "lora": {"n": n, "accuracy": round(correct / n, 6), "accuracy_ci_low": low, "accuracy_ci_high": high}})
     return ensembles
+
+
+def param_text(value) -> str:
+    """A param's value as `-S` takes it: lists as [a,b]."""
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def change_label(summary: dict, reference: dict) -> str:
+    """What a configuration changes from the reference: the params whose values differ (e.g.
+    'lora.alpha=8, lora.r=2'), a seed ensemble's seeds as such; '(reference)' for the reference."""
+    if summary is reference:
+        return "(reference)"
+    parts = []
+    for key, value in sorted(summary["params"].items()):
+        if json.dumps(value) == json.dumps(reference["params"].get(key)):
+            continue
+        ensemble = summary.get("ensemble") and key == "train.seed"
+        parts.append(f"ensemble of train.seed={value}" if ensemble else f"{key}={param_text(value)}")
+    return ", ".join(parts) or "(same params as the reference)"
 
 
 def training_cost(rev: str | Ensemble, read_report=git_report) -> tuple[int | None, float]:
@@ -164,7 +183,8 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
         lora = summary["lora"]
         versus = paired_over_folds(summary["revs"], reference["revs"], read_predictions)
         rows.append({
-            "configuration": summary["configuration"], **{k: summary["params"].get(k) for k in varying},
+            "configuration": summary["configuration"], "change": change_label(summary, reference),
+            **{k: summary["params"].get(k) for k in varying},
             "reference": summary is reference,
             "trainable_params": costs[0][0],
             "minutes_per_fold": round(float(np.mean([seconds for _, seconds in costs])) / 60, 2),
@@ -178,7 +198,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
 
 def markdown(rows: list[dict], reference: dict) -> str:
     lines = [f"Reference: {reference['configuration']}; every configuration on the same {rows[0]['n']} test pairs", "",
-             "| configuration | trainable params | pooled accuracy [95% CI] | − reference [95% CI] | McNemar p "
+             "| change from the reference | trainable params | pooled accuracy [95% CI] | − reference [95% CI] | McNemar p "
              "| CPU min per fold |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         versus = ("(reference)" if row["reference"] else
@@ -186,7 +206,7 @@ def markdown(rows: list[dict], reference: dict) -> str:
                   f"[{100 * row['vs_reference_diff_ci_low']:+.1f}, {100 * row['vs_reference_diff_ci_high']:+.1f}]")
         p = "" if row["reference"] else p_value_text(row["vs_reference_mcnemar_p"])
         params = f"{row['trainable_params']:,}" if row["trainable_params"] is not None else "?"
-        lines.append(f"| {row['configuration']} | {params} | {row['accuracy']:.4f} "
+        lines.append(f"| {row['change']} | {params} | {row['accuracy']:.4f} "
                      f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {versus} | {p} | {row['minutes_per_fold']} |")
     return "\n".join(lines)
 
@@ -223,7 +243,8 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
     """Seed ensembles screened on validation: runs that differ only in train.seed, each fold's
     validation answers the mean P(similar) of the seeds that ran on every such fold, pooled over the
     folds; beside it each seed alone on the same pairs, and the ensemble against the first seed
-    (McNemar on the discordant pairs, summed over the folds)."""
+    (McNemar on the discordant pairs, summed over the folds). Each is labelled by the params where
+    it differs from params.yaml."""
     read_predictions = read_predictions or functools.partial(predictions_at, file=VALIDATION_PREDICTIONS_CSV)
     groups: dict[str, dict[int, dict]] = {}  # configuration: fold: seed: rev (the newest run)
     entries = sorted(finished_entries(exp_show), key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
@@ -252,9 +273,9 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
                              "accuracy_ci_low": low, "accuracy_ci_high": high,
                              "each_seed": [round(float((a["predicted"] == a["label"]).mean()), 6) for a in alone],
                              "vs_first_seed": paired_comparison(right, first)}
-    configs = [json.loads(config) for config in ensembles]
-    varying = sorted({k for c in configs for k in c if len({json.dumps(d.get(k)) for d in configs}) > 1})
-    return [{"configuration": ", ".join(f"{k}={json.loads(config).get(k)}" for k in varying) or "params.yaml", **row}
+    today = todays_params()
+    return [{"configuration": ", ".join(f"{k}={v}" for k, v in sorted(json.loads(config).items())
+                                        if json.dumps(v) != json.dumps(today.get(k))) or "params.yaml", **row}
             for config, row in sorted(ensembles.items(), key=lambda item: -item[1]["accuracy"])]
 
 

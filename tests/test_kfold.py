@@ -94,11 +94,36 @@ def test_no_finished_experiments_is_one_clear_error():
 @pytest.mark.slow
 def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_bert):
     """Two ranks by two folds, queued as the README says: kfold pools each rank over every pair, and
-    sweep reads each run's predictions back from its experiment and pairs the ranks fold by fold."""
+    sweep reads each run's predictions back from its experiment and pairs the ranks fold by fold;
+    then a second seed, and sweep --ensemble averages the seeds, on validation and on the test."""
     project = make_project(tmp_path / "project", tiny_bert, overrides={"data.folds": 2, "train.epochs": 1})
     dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-S", "lora.r=2,4", "-C", str(paths.RAW_CSV.parent),
         "evaluate", "retrieval", cwd=project)
     run_queue(project, jobs=2)  # two runs side by side: the suite's slowest test, ~1.7x quicker
+    check_kfold_and_sweep(project)
+    # r=4 with a second seed: sweep --ensemble averages the two seeds' answers, read back from the experiments.
+    dvc("exp", "run", "--queue", "-S", "data.fold=range(0,2)", "-S", "lora.r=4", "-S", "train.seed=43",
+        "-C", str(paths.RAW_CSV.parent), "evaluate", cwd=project)
+    run_queue(project, jobs=2)
+    check_seed_ensemble(project)
+
+
+def check_seed_ensemble(project) -> None:
+    out = run([sys.executable, "-m", "stages.sweep", "--ensemble", "--reference", "lora.r=4, train.seed=42", "--csv",
+               "ensemble.csv"], cwd=project).stdout
+    rows = {row["configuration"]: row for row in csv.DictReader(open(project / "ensemble.csv", encoding="utf-8"))}
+    assert "| ensemble of train.seed=42+43 |" in out  # its change from the reference
+    ensemble, reference = rows["lora.r=4, ensemble of train.seed=42+43"], rows["lora.r=4, train.seed=42"]
+    assert ensemble["n"] == "96" and ensemble["train.seed"] == "42+43"
+    right = {name: round(float(rows[name]["accuracy"]) * 96) for name in rows}
+    assert int(ensemble["this_only"]) - int(ensemble["reference_only"]) == right[ensemble["configuration"]] - right[
+        reference["configuration"]]
+    screen = run([sys.executable, "-m", "stages.sweep", "--ensemble", "--validation"], cwd=project).stdout
+    assert "lora.r=4, ensemble of train.seed=42+43: validation accuracy " in screen
+    assert "pooled over folds [0, 1]" in screen.split("ensemble of train.seed")[1]
+
+
+def check_kfold_and_sweep(project) -> None:
     result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
     summaries = {s["configuration"]: s for s in read_json(project / "kfold.json")["configurations"]}
     assert sorted(summaries) == ["lora.r=2", "lora.r=4"]

@@ -12,7 +12,7 @@ from mqp import paths
 from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
-from stages.sweep import (Ensemble, answers, compare, ensemble_line, find_reference, markdown, mean_predictions,
+from stages.sweep import (Ensemble, answers, change_label, compare, ensemble_line, find_reference, markdown, mean_predictions,
                           paired_over_folds, pooled_validation, seed_ensembles, validation_ensembles, validation_markdown,
                           validation_rows)
 
@@ -65,7 +65,15 @@ def test_rows_name_params_size_cost_and_difference():
     assert (ref["this_only"], ref["reference_only"], ref["vs_reference_accuracy_diff"], ref["reference"]) == (0, 0, 0, True)
     table = markdown(rows, reference)
     assert "| lora.r=2 | 100 | 0.9000 [0.800, 0.950] | +25.0 points [" in table
-    assert "| lora.r=8 | 400 | 0.6500 [0.550, 0.700] | (reference) |" in table
+    assert "| (reference) | 400 | 0.6500 [0.550, 0.700] | (reference) |" in table
+    assert (top["change"], ref["change"]) == ("lora.r=2", "(reference)")
+
+
+def test_a_configuration_is_named_by_what_it_changes_from_the_reference():
+    reference = summary("defaults", ["r0"], 0.8)
+    attention = summary("other", ["a0"], 0.8, **{"lora.target_modules": ["query", "value"], "lora.r": 2})
+    assert change_label(attention, reference) == "lora.r=2, lora.target_modules=[query,value]"  # as -S takes it
+    assert change_label(reference, reference) == "(reference)"
 
 
 def test_reference_is_params_yaml_unless_named():
@@ -161,6 +169,7 @@ def test_seed_ensembles_join_configurations_that_differ_only_in_the_seed():
                    lambda rev, path: {"trainable_params": 400, "wall_seconds": reports[rev]})
     top = rows[0]
     assert top["configuration"] == ensemble["configuration"] and top["minutes_per_fold"] == 6.0  # all three trainings
+    assert top["change"] == "ensemble of train.seed=42+43+44"
     assert (top["this_only"], top["reference_only"]) == (2, 0)  # seed 42 alone missed pairs 0 and 1
 
 
