@@ -40,13 +40,51 @@ import yaml
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
+from mqp.paths import (DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, RANKS_FILE, RETRIEVAL_RESULTS, TRAIN_REPORT,
+                       VALIDATION_PREDICTIONS_CSV)
 from mqp.reports import parse_predictions
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
 from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
                           summarise, todays_params)
 
 PAIR = ["question_1", "question_2"]
+
+
+def search_hits_at(rev) -> pd.Series | None:
+    """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query,
+    from the run's results/retrieval/ranks.csv; None for a run that stopped before the retrieval
+    stage, and for an ensemble (its seeds' embeddings are not averaged)."""
+    if isinstance(rev, Ensemble):
+        return None
+    path = RETRIEVAL_RESULTS / RANKS_FILE
+    try:
+        if rev == WORKSPACE:
+            ranks = pd.read_csv(path, keep_default_na=False)
+        else:
+            import dvc.api
+
+            with dvc.api.open(str(path), rev=rev) as source:
+                ranks = pd.read_csv(source, keep_default_na=False)
+    except FileNotFoundError:
+        return None
+    return (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
+
+
+def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at) -> dict:
+    """A configuration's pooled search recall@1 [95% CI] over every fold's queries, and its paired
+    difference with the reference's on the same queries; {} where a run of either has no ranks."""
+    hits, reference_hits = [read_hits(rev) for rev in revs], [read_hits(rev) for rev in reference_revs]
+    if any(h is None for h in hits + reference_hits):
+        return {}
+    ours = pd.concat(hits)
+    theirs = pd.concat([r.reindex(h.index) for h, r in zip(hits, reference_hits)])
+    if theirs.isna().any():
+        raise PipelineError("the two configurations' searches ran on other queries; compare configurations "
+                            "with the same data params")
+    low, high = proportion_ci(int(ours.sum()), len(ours))
+    versus = paired_comparison(ours.to_numpy(), theirs.to_numpy(dtype=bool))
+    return {"recall_at_1": round(float(ours.mean()), 6), "recall_at_1_ci_low": low, "recall_at_1_ci_high": high,
+            "vs_reference_recall_at_1_diff": versus["accuracy_diff"], "vs_reference_recall_at_1_mcnemar_p": versus["mcnemar_p"]}
 
 
 def predictions_at(rev: str, file: str = PREDICTIONS_CSV) -> pd.DataFrame:
@@ -172,11 +210,14 @@ def training_cost(rev: str | Ensemble, read_report=git_report) -> tuple[int | No
     return trains[0].get("trainable_params"), sum(t.get("wall_seconds", np.nan) for t in trains)
 
 
-def compare(summaries: list[dict], reference: dict, read_predictions=predictions_at, read_report=git_report) -> list[dict]:
+def compare(summaries: list[dict], reference: dict, read_predictions=predictions_at, read_report=git_report,
+            read_hits=search_hits_at) -> list[dict]:
     """One row per configuration: its varying params, trainable params, CPU minutes per fold,
-    pooled accuracy [CI], and its difference with the reference."""
+    pooled accuracy [CI], and its difference with the reference; where the runs went on to the
+    retrieval stage, the same for search recall@1."""
     varying = sorted({k for s in summaries for k in s["params"] if len({json.dumps(t["params"].get(k)) for t in summaries}) > 1})
-    read_predictions = functools.cache(read_predictions)  # the reference's runs are read once, not per configuration
+    # The reference's runs are read once, not per configuration.
+    read_predictions, read_hits = functools.cache(read_predictions), functools.cache(read_hits)
     rows = []
     for summary in summaries:
         costs = [training_cost(rev, read_report) for rev in summary["revs"]]
@@ -192,6 +233,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
             "accuracy_ci_low": lora["accuracy_ci_low"], "accuracy_ci_high": lora["accuracy_ci_high"],
             **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("a_only", "b_only", "n")},
             "this_only": versus["a_only"], "reference_only": versus["b_only"],
+            **paired_search(summary["revs"], reference["revs"], read_hits),
         })
     return sorted(rows, key=lambda row: -row["accuracy"])
 
@@ -199,7 +241,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
 def markdown(rows: list[dict], reference: dict) -> str:
     lines = [f"Reference: {reference['configuration']}; every configuration on the same {rows[0]['n']} test pairs", "",
              "| change from the reference | trainable params | pooled accuracy [95% CI] | − reference [95% CI] | McNemar p "
-             "| CPU min per fold |", "| --- | --- | --- | --- | --- | --- |"]
+             "| search recall@1 [95% CI] | − reference, p | CPU min per fold |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         versus = ("(reference)" if row["reference"] else
                   f"{100 * row['vs_reference_accuracy_diff']:+.1f} points "
@@ -207,8 +249,19 @@ def markdown(rows: list[dict], reference: dict) -> str:
         p = "" if row["reference"] else p_value_text(row["vs_reference_mcnemar_p"])
         params = f"{row['trainable_params']:,}" if row["trainable_params"] is not None else "?"
         lines.append(f"| {row['change']} | {params} | {row['accuracy']:.4f} "
-                     f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {versus} | {p} | {row['minutes_per_fold']} |")
+                     f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {versus} | {p} | {search_cells(row)} "
+                     f"| {row['minutes_per_fold']} |")
     return "\n".join(lines)
+
+
+def search_cells(row: dict) -> str:
+    if "recall_at_1" not in row:
+        return "| "
+    hit = f"{row['recall_at_1']:.4f} {interval(row['recall_at_1_ci_low'], row['recall_at_1_ci_high'])}"
+    if row["reference"]:
+        return hit + " | "
+    return (f"{hit} | {100 * row['vs_reference_recall_at_1_diff']:+.1f} points, "
+            f"p {p_value_text(row['vs_reference_recall_at_1_mcnemar_p'])}")
 
 
 def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:

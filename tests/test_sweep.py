@@ -13,7 +13,7 @@ from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
 from stages.sweep import (Ensemble, answers, change_label, compare, ensemble_line, find_reference, markdown, mean_predictions,
-                          paired_over_folds, pooled_validation, seed_ensembles, validation_ensembles, validation_markdown,
+                          paired_over_folds, paired_search, pooled_validation, seed_ensembles, validation_ensembles, validation_markdown,
                           validation_rows)
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
@@ -55,7 +55,8 @@ def test_rows_name_params_size_cost_and_difference():
     a, reference = summary("lora.r=2", ["a0", "a1"], 0.9, **{"lora.r": 2}), summary("lora.r=8", ["r0", "r1"], 0.65)
     reports = {"a0": 120.0, "a1": 180.0, "r0": 60.0, "r1": 60.0}
     rows = compare([reference, a], reference, RUNS.__getitem__,
-                   lambda rev, path: {"trainable_params": 100 if rev.startswith("a") else 400, "wall_seconds": reports[rev]})
+                   lambda rev, path: {"trainable_params": 100 if rev.startswith("a") else 400, "wall_seconds": reports[rev]},
+                   {}.get)  # no ranks: the runs stopped at evaluate
     assert [row["configuration"] for row in rows] == ["lora.r=2", "lora.r=8"]  # best first
     top, ref = rows
     assert top["lora.r"] == 2 and "train.epochs" not in top  # only the params that vary become columns
@@ -65,6 +66,7 @@ def test_rows_name_params_size_cost_and_difference():
     assert (ref["this_only"], ref["reference_only"], ref["vs_reference_accuracy_diff"], ref["reference"]) == (0, 0, 0, True)
     table = markdown(rows, reference)
     assert "| lora.r=2 | 100 | 0.9000 [0.800, 0.950] | +25.0 points [" in table
+    assert "recall_at_1" not in top and "| 0.180 | |  | 2.5 |" in table  # search columns empty
     assert "| (reference) | 400 | 0.6500 [0.550, 0.700] | (reference) |" in table
     assert (top["change"], ref["change"]) == ("lora.r=2", "(reference)")
 
@@ -166,7 +168,7 @@ def test_seed_ensembles_join_configurations_that_differ_only_in_the_seed():
     reference = configs[1]  # seed 42
     reports = {"s42": 60.0, "s43": 120.0, "s44": 180.0}
     rows = compare([reference, ensemble], reference, SEEDS.__getitem__,
-                   lambda rev, path: {"trainable_params": 400, "wall_seconds": reports[rev]})
+                   lambda rev, path: {"trainable_params": 400, "wall_seconds": reports[rev]}, {}.get)
     top = rows[0]
     assert top["configuration"] == ensemble["configuration"] and top["minutes_per_fold"] == 6.0  # all three trainings
     assert top["change"] == "ensemble of train.seed=42+43+44"
@@ -192,3 +194,18 @@ def run_entry(rev: str, fold: int, seed: int, hour: int, r: int = 8) -> dict:
     params = {"data": {"fold": fold}, "lora": {"r": r}, "train": {"seed": seed}, "eval": {"threshold": 0.5}}
     return {"rev": rev, "name": rev, "data": {"timestamp": f"2026-11-30T{hour:02d}:00:00",
                                               "params": {str(paths.PARAMS_FILE): {"data": params}}}}
+
+
+def test_search_recall_at_1_is_paired_query_by_query():
+    """Fold 0: ours first on queries a, b; the reference on b, c (other row order). Fold 1: ours on d,
+    the reference on none. So 3 of 5 hits against 2, discordant 2 (a, d) and 1 (c)."""
+    hits = {"x0": pd.Series([True, True, False], index=["a", "b", "c"]),
+            "r0": pd.Series([True, True, False], index=["c", "b", "a"]),
+            "x1": pd.Series([True, False], index=["d", "e"]), "r1": pd.Series([False, False], index=["d", "e"])}
+    result = paired_search(["x0", "x1"], ["r0", "r1"], hits.get)
+    assert result["recall_at_1"] == 0.6 and (result["recall_at_1_ci_low"], result["recall_at_1_ci_high"]) == proportion_ci(3, 5)
+    assert result["vs_reference_recall_at_1_diff"] == pytest.approx(0.2)
+    assert result["vs_reference_recall_at_1_mcnemar_p"] == paired_counts(2, 1, 5)["mcnemar_p"]
+    assert paired_search(["x0", "gone"], ["r0", "r1"], hits.get) == {}  # a run that stopped before retrieval
+    with pytest.raises(PipelineError, match="searches ran on other queries"):
+        paired_search(["x0"], ["z0"], {**hits, "z0": pd.Series([True], index=["z"])}.get)
