@@ -4,13 +4,10 @@ whose dvc.lock records it. Plain git, no DVC import: predict stays quick to star
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import yaml
 
-from mqp.paths import ADAPTER_DIR
-
-LOCK_FILE = Path("dvc.lock")
+from mqp.paths import ADAPTER_DIR, LOCK_FILE
 
 
 def _git(*args: str) -> str | None:

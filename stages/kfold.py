@@ -28,7 +28,7 @@ from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.metrics import p_value_text
-from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
+from mqp.paths import BASE_REPORT, LOCK_FILE, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
 from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
@@ -71,6 +71,27 @@ def as_today(params: dict, today: dict) -> dict:
     return {key: params.get(key, value) for key, value in today.items()} if today else params
 
 
+def git_lock(rev: str) -> dict | None:
+    """dvc.lock as committed in `rev`, or the workspace's; None where there is none."""
+    if rev == WORKSPACE:
+        return yaml.safe_load(LOCK_FILE.read_text()) if LOCK_FILE.exists() else None
+    shown = subprocess.run(["git", "show", f"{rev}:{LOCK_FILE}"], capture_output=True, text=True)
+    return yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+
+
+def stage_is_current(lock: dict | None, stage: str) -> bool:
+    """Whether a run's outputs of `stage` are its own: the stage's dvc.lock entry read what the run's
+    other stages wrote (every dep that is another stage's output has that output's hash). A run
+    queued with targets that stop before the stage (`... evaluate`) keeps its baseline commit's
+    outputs of it: another fold's, or another adapter's. Without a dvc.lock nothing tells: True."""
+    if lock is None:
+        return True
+    stages = lock.get("stages") or {}
+    outs = {out["path"]: out.get("md5") for entry in stages.values() for out in entry.get("outs", [])}
+    deps = (stages.get(stage) or {}).get("deps", [])
+    return bool(deps) and all(outs[dep["path"]] == dep.get("md5") for dep in deps if dep["path"] in outs)
+
+
 def finished_entries(exp_show: list[dict]) -> list[tuple[str, dict, dict]]:
     """(name, `dvc exp show` entry, flat params as_today) of the workspace, the commits and each
     finished experiment; experiments still queued, running or failed are left out."""
@@ -89,9 +110,10 @@ def finished_entries(exp_show: list[dict]) -> list[tuple[str, dict, dict]]:
     return finished
 
 
-def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
-    """{name, rev, params, metrics, timestamp} of each finished experiment (and the workspace) with
-    all three models' reports."""
+def finished_runs(exp_show: list[dict], read_report=git_report, read_lock=git_lock) -> list[dict]:
+    """{name, rev, params, metrics, retrieval, timestamp} of each finished experiment (and the
+    workspace) with all three models' reports; retrieval None where the run's retrieval stage did
+    not run on its own fold and adapter."""
     runs = []
     for name, entry, params in finished_entries(exp_show):
         data = entry.get("data") or {}
@@ -100,16 +122,17 @@ def finished_runs(exp_show: list[dict], read_report=git_report) -> list[dict]:
             continue
         if "vs_base" not in metrics["lora"]:
             continue
+        retrieval = read_report(entry["rev"], RETRIEVAL_REPORT) if stage_is_current(read_lock(entry["rev"]), "retrieval") else None
         runs.append({"name": name, "rev": entry["rev"], "params": params, "metrics": metrics,
-                     "retrieval": read_report(entry["rev"], RETRIEVAL_REPORT), "timestamp": data.get("timestamp") or ""})
+                     "retrieval": retrieval, "timestamp": data.get("timestamp") or ""})
     return runs
 
 
 def configurations(runs: list[dict]) -> dict[tuple, dict[int, dict]]:
     """kfold runs grouped by every param but the fold: {config: {fold: run}}; where a fold ran
-    more than once, the newest run counts."""
+    more than once, the newest run counts, of those that went on to the retrieval stage if any did."""
     groups: dict[tuple, dict[int, dict]] = {}
-    for run in sorted(runs, key=lambda run: run["timestamp"], reverse=True):
+    for run in sorted(runs, key=lambda run: (run["retrieval"] is not None, run["timestamp"]), reverse=True):
         if run["params"].get("data.split") != "kfold":
             continue
         config = tuple(sorted((k, json.dumps(v)) for k, v in run["params"].items() if is_variant_param(k)))
@@ -218,9 +241,19 @@ def retrieval_markdown(pooled: dict) -> str:
     return "\n".join(lines)
 
 
+def experiment_baselines() -> list[str]:
+    """The commits that have experiments: DVC keeps each as refs/exps/<commit[:2]>/<commit[2:]>/<name>."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], capture_output=True, text=True)
+    parts = [ref.split("/") for ref in refs.stdout.split()]
+    return sorted({p[2] + p[3] for p in parts if len(p) == 5 and len(p[2] + p[3]) == 40})
+
+
 def exp_show_json(all_commits: bool) -> list[dict]:
-    result = subprocess.run(["dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])],
-                            capture_output=True, text=True)
+    """`dvc exp show --json` of HEAD, or with all_commits of HEAD and every commit that has
+    experiments. Not DVC's --all-commits: that visits every commit of the history, and its cost
+    grows with commits times finished queue tasks (minutes for a long history)."""
+    revs = [arg for commit in ["HEAD", *experiment_baselines()] for arg in ("--rev", commit)] if all_commits else []
+    result = subprocess.run(["dvc", "exp", "show", "--json", *revs], capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"`dvc exp show --json` failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(result.stdout)
@@ -230,7 +263,7 @@ def exp_show_json(all_commits: bool) -> list[dict]:
 def main(params, argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.kfold", description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the summaries to this JSON file")
-    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
+    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit that has any")
     args = parser.parse_args(argv)
     summaries = summarise(exp_show_json(args.all_commits))
     print("\n\n".join(markdown(summary) for summary in summaries))

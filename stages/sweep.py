@@ -44,8 +44,8 @@ from mqp.paths import (DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, 
                        VALIDATION_PREDICTIONS_CSV)
 from mqp.reports import parse_predictions
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
-from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_report, interval, is_variant_param,
-                          summarise, todays_params)
+from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_lock, git_report, interval,
+                          is_variant_param, stage_is_current, summarise, todays_params)
 
 PAIR = ["question_1", "question_2"]
 
@@ -53,8 +53,8 @@ PAIR = ["question_1", "question_2"]
 def search_hits_at(rev) -> pd.Series | None:
     """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query,
     from the run's results/retrieval/ranks.csv; None for a run that stopped before the retrieval
-    stage, and for an ensemble (its seeds' embeddings are not averaged)."""
-    if isinstance(rev, Ensemble):
+    stage (its ranks are its baseline's), and for an ensemble (its seeds' embeddings are not averaged)."""
+    if isinstance(rev, Ensemble) or not stage_is_current(git_lock(rev), "retrieval"):
         return None
     path = RETRIEVAL_RESULTS / RANKS_FILE
     try:
@@ -379,7 +379,7 @@ def main(params, argv=None) -> None:
     parser.add_argument("--reference", help="the configuration to compare with, as its label in the table "
                                             "(e.g. 'lora.r=8'); default: params.yaml's")
     parser.add_argument("--csv", help="write the rows here, for `dvc plots show FILE --template plots/accuracy_ci.json`")
-    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit")
+    parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit that has any")
     parser.add_argument("--validation", action="store_true",
                         help="screen: every finished run's validation accuracy, no test split read")
     parser.add_argument("--ensemble", action="store_true",

@@ -185,3 +185,32 @@ def test_runs_of_older_commits_are_read_in_todays_params():
     new["data"]["params"][str(paths.PARAMS_FILE)]["data"]["train"] = {"method": "lora"}
     summary, = summarise(exp_show(old, new), read_report)
     assert summary["lora"]["accuracy_per_fold"] == [0.9, 0.8]
+
+
+def test_a_stage_that_did_not_run_in_an_experiment_is_not_its_own():
+    """A run queued up to evaluate keeps its baseline's retrieval outputs, whose dvc.lock entry read
+    another fold's data/prepared: they are not the run's (kfold and sweep leave them out)."""
+    from stages.kfold import stage_is_current
+
+    def lock(prepared: str, adapter: str, retrieval_read: tuple[str, str]) -> dict:
+        return {"stages": {
+            "prepare": {"outs": [{"path": "data/prepared", "md5": prepared}]},
+            "finetune": {"deps": [{"path": "data/prepared", "md5": prepared}], "outs": [{"path": "models/adapter", "md5": adapter}]},
+            "retrieval": {"deps": [{"path": "data/prepared", "md5": retrieval_read[0]},
+                                   {"path": "models/adapter", "md5": retrieval_read[1]},
+                                   {"path": "stages/retrieval.py", "md5": "code"}]}}}
+
+    assert stage_is_current(lock("fold1", "a1", ("fold1", "a1")), "retrieval")
+    assert not stage_is_current(lock("fold1", "a1", ("fold0", "a0")), "retrieval")  # the baseline's fold 0
+    assert not stage_is_current(lock("fold0", "a1", ("fold0", "a0")), "retrieval")  # same fold, another adapter
+    assert not stage_is_current({"stages": {"prepare": {}}}, "retrieval")  # never ran
+    assert stage_is_current(None, "retrieval")  # no dvc.lock: nothing tells
+
+
+def test_of_two_runs_of_a_fold_the_one_with_retrieval_counts():
+    from stages.kfold import configurations
+
+    with_search = {"params": {"data.split": "kfold", "data.fold": 0}, "retrieval": {"n": 3}, "timestamp": "2026-11-30T01:00"}
+    newer_without = {**with_search, "retrieval": None, "timestamp": "2026-11-30T02:00"}
+    [by_fold] = configurations([with_search, newer_without]).values()
+    assert by_fold[0] is with_search
