@@ -57,15 +57,16 @@ def search_hits_at(rev) -> pd.Series | None:
     if isinstance(rev, Ensemble) or not stage_is_current(git_lock(rev), "retrieval"):
         return None
     path = RETRIEVAL_RESULTS / RANKS_FILE
+    import dvc.api
+    from dvc.exceptions import PathMissingError
+
     try:
         if rev == WORKSPACE:
             ranks = pd.read_csv(path, keep_default_na=False)
         else:
-            import dvc.api
-
             with dvc.api.open(str(path), rev=rev) as source:
                 ranks = pd.read_csv(source, keep_default_na=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, PathMissingError):
         return None
     return (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
 
@@ -95,10 +96,12 @@ def predictions_at(rev: str, file: str = PREDICTIONS_CSV) -> pd.DataFrame:
         return parse_predictions(path)
     import dvc.api  # here: only runs of experiments need it, and it is slow to import
 
+    from dvc.exceptions import PathMissingError
+
     try:
         with dvc.api.open(str(path), rev=rev) as source:
             return parse_predictions(source)
-    except FileNotFoundError:
+    except (FileNotFoundError, PathMissingError):
         raise PipelineError(f"run {rev[:7]} has no {path}: it ran before evaluate wrote it; run it again") from None
 
 
@@ -188,6 +191,14 @@ def seed_ensembles(summaries: list[dict], read_predictions=predictions_at) -> li
 def param_text(value) -> str:
     """A param's value as `-S` takes it: lists as [a,b]."""
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def change_from_today(params: dict, today: dict) -> str:
+    """A run's params where they differ from params.yaml's (fold, seed and logging aside), as -S
+    takes them; 'params.yaml' where none do."""
+    changed = [f"{key}={param_text(value)}" for key, value in sorted(params.items())
+               if is_variant_param(key) and key != "train.seed" and json.dumps(value) != json.dumps(today.get(key))]
+    return ", ".join(changed) or "params.yaml"
 
 
 def change_label(summary: dict, reference: dict) -> str:
@@ -281,11 +292,15 @@ def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
                             "-S 'lora.r=2,8,32' -C data/raw finetune`, then `dvc queue start`")
     varying = sorted({k for _, p, _, _ in runs for k in p
                       if is_variant_param(k) and len({json.dumps(q.get(k)) for _, q, _, _ in runs}) > 1})
-    rows = []
+    rows, today = [], todays_params()
     for name, params, train, n in runs:
         accuracy = train["validation"]["accuracy"]
         low, high = proportion_ci(round(accuracy * n), n)
-        rows.append({"run": name, **{k: params.get(k) for k in varying}, "data.fold": params.get("data.fold"), "n": n,
+        change = change_from_today(params, today)
+        if params.get("train.seed") != today.get("train.seed"):
+            change = ("" if change == "params.yaml" else change + ", ") + f"train.seed={params.get('train.seed')}"
+        rows.append({"run": name, "change": change, **{k: params.get(k) for k in varying},
+                     "data.fold": params.get("data.fold"), "n": n,
                      "accuracy": accuracy, "accuracy_ci_low": low, "accuracy_ci_high": high,
                      "f1": train["validation"]["f1"], "best_epoch": train["best_epoch"],
                      "trainable_params": train["trainable_params"], "minutes": round(train["wall_seconds"] / 60, 2)})
@@ -304,7 +319,7 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
     for _, entry, params in entries:
         config = json.dumps({k: v for k, v in params.items() if is_variant_param(k) and k != "train.seed"}, sort_keys=True)
         seeds = groups.setdefault(config, {}).setdefault(params.get("data.fold"), {})
-        seeds.setdefault(params.get("train.seed"), entry["rev"])
+        seeds.setdefault(params.get("train.seed"), []).append(entry["rev"])  # newest first
     ensembles = {}
     for config, by_fold in groups.items():
         folds = sorted(fold for fold, seeds in by_fold.items() if len(seeds) > 1)
@@ -312,8 +327,8 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
         if len(seeds) < 2:
             continue
         try:
-            members = [[read_predictions(by_fold[fold][seed]) for seed in seeds] for fold in folds]
-        except PipelineError as error:  # runs from before evaluate wrote validation predictions
+            members = [[newest_readable(by_fold[fold][seed], read_predictions) for seed in seeds] for fold in folds]
+        except PipelineError as error:  # only runs from before evaluate wrote validation predictions
             print(f"sweep: ensemble of train.seed {seeds} left out: {error}", file=sys.stderr)
             continue
         ensemble = pd.concat([mean_predictions(frames, json.loads(config)["eval.threshold"]) for frames in members])
@@ -327,9 +342,18 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
                              "each_seed": [round(float((a["predicted"] == a["label"]).mean()), 6) for a in alone],
                              "vs_first_seed": paired_comparison(right, first)}
     today = todays_params()
-    return [{"configuration": ", ".join(f"{k}={v}" for k, v in sorted(json.loads(config).items())
-                                        if json.dumps(v) != json.dumps(today.get(k))) or "params.yaml", **row}
+    return [{"configuration": change_from_today(json.loads(config), today), **row}
             for config, row in sorted(ensembles.items(), key=lambda item: -item[1]["accuracy"])]
+
+
+def newest_readable(revs: list[str], read_predictions) -> pd.DataFrame:
+    """The predictions of the newest of these runs (the same params) that has them."""
+    for rev in revs[:-1]:
+        try:
+            return read_predictions(rev)
+        except PipelineError:
+            continue
+    return read_predictions(revs[-1])
 
 
 def ensemble_line(row: dict) -> str:
@@ -342,17 +366,12 @@ def ensemble_line(row: dict) -> str:
             f"[{100 * versus['diff_ci_low']:+.1f}, {100 * versus['diff_ci_high']:+.1f}], McNemar p {p_value_text(versus['mcnemar_p'])}")
 
 
-VALIDATION_FIGURES = {"run", "data.fold", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "best_epoch",
-                      "trainable_params", "minutes"}
-
-
 def pooled_validation(rows: list[dict]) -> list[dict]:
-    """validation_rows grouped by their params (the folds of one configuration together): pooled
-    validation accuracy [95% CI] over all their validation pairs, best first."""
+    """validation_rows grouped by their change from params.yaml (the folds of one configuration
+    together): pooled validation accuracy [95% CI] over all their validation pairs, best first."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        label = ", ".join(f"{k}={v}" for k, v in row.items() if k not in VALIDATION_FIGURES) or "params.yaml"
-        groups.setdefault(label, []).append(row)
+        groups.setdefault(row["change"], []).append(row)
     pooled = []
     for label, runs in groups.items():
         correct, n = sum(round(r["accuracy"] * r["n"]) for r in runs), sum(r["n"] for r in runs)
@@ -363,11 +382,10 @@ def pooled_validation(rows: list[dict]) -> list[dict]:
 
 
 def validation_markdown(rows: list[dict]) -> str:
-    lines = ["| run | params | fold | validation accuracy [95% CI] | F1 | best epoch | trainable params | minutes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | change from params.yaml | fold | validation accuracy [95% CI] | F1 | best epoch | trainable params "
+             "| minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
-        params = ", ".join(f"{k}={v}" for k, v in row.items() if k not in VALIDATION_FIGURES) or "params.yaml"
-        lines.append(f"| {row['run']} | {params} | {row['data.fold']} | {row['accuracy']:.4f} "
+        lines.append(f"| {row['run']} | {row['change']} | {row['data.fold']} | {row['accuracy']:.4f} "
                      f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} | {row['f1']:.4f} | {row['best_epoch']} "
                      f"| {row['trainable_params']:,} | {row['minutes']} |")
     return "\n".join(lines)

@@ -123,11 +123,11 @@ def test_validation_screen_lists_each_run_with_its_interval():
 
 
 def test_validation_pools_each_configurations_folds():
-    rows = [{"run": "a", "lora.r": 2, "data.fold": 0, "n": 100, "accuracy": 0.8},
-            {"run": "b", "lora.r": 2, "data.fold": 1, "n": 300, "accuracy": 0.9},
-            {"run": "c", "lora.r": 8, "data.fold": 0, "n": 100, "accuracy": 0.85}]
+    rows = [{"run": "a", "change": "lora.r=2", "lora.r": 2, "data.fold": 0, "n": 100, "accuracy": 0.8},
+            {"run": "b", "change": "lora.r=2", "lora.r": 2, "data.fold": 1, "n": 300, "accuracy": 0.9},
+            {"run": "c", "change": "params.yaml", "lora.r": 8, "data.fold": 0, "n": 100, "accuracy": 0.85}]
     pooled = pooled_validation(rows)
-    assert [(p["configuration"], p["folds"], p["n"]) for p in pooled] == [("lora.r=2", [0, 1], 400), ("lora.r=8", [0], 100)]
+    assert [(p["configuration"], p["folds"], p["n"]) for p in pooled] == [("lora.r=2", [0, 1], 400), ("params.yaml", [0], 100)]
     assert pooled[0]["accuracy"] == (80 + 270) / 400
     assert (pooled[0]["accuracy_ci_low"], pooled[0]["accuracy_ci_high"]) == proportion_ci(350, 400)
 
@@ -181,8 +181,15 @@ def test_validation_ensembles_pool_the_seeds_that_ran_on_every_fold():
     runs = [run_entry(rev, fold, seed, hour) for hour, (rev, fold, seed) in enumerate(
         [("s42", 0, 42), ("s43", 0, 43), ("s44", 0, 44), ("t42", 1, 42), ("t43", 1, 43)])]
     runs.append(run_entry("lone", 0, 42, 9, r=2))  # a configuration with one seed: no ensemble
+    runs.append(run_entry("older-code", 1, 43, 8))  # the newest run of fold 1, seed 43, without the file
+
+    def read(rev: str) -> pd.DataFrame:
+        if rev == "older-code":
+            raise PipelineError("run older-code has no results/lora/validation_predictions.csv")
+        return files[rev]
+
     exp_show = [{"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [r], "executor": None} for r in runs]}]
-    [row] = validation_ensembles(exp_show, files.__getitem__)
+    [row] = validation_ensembles(exp_show, read)
     assert (row["configuration"], row["seeds"], row["folds"], row["n"]) == ("params.yaml", [42, 43], [0, 1], 20)
     # fold 0 with seeds 42 and 43: pair 0 0.5 (right), pair 1 0.4 (right), pairs 2, 3 0.675, 0.325 (right): all 10.
     assert row["accuracy"] == 1.0 and row["each_seed"] == [0.9, 0.9]
