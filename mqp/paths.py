@@ -4,7 +4,6 @@ tests/test_dvc_yaml.py checks that the two agree."""
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
-LOCK_FILE = Path("dvc.lock")  # DVC's record of each stage's deps, params and outputs
 
 RAW_CSV = Path("data/raw/mqp.csv")  # placed by hand offline, or downloaded by prepare
 PREPARED_DIR = Path("data/prepared")

@@ -4,10 +4,13 @@ whose dvc.lock records it. Plain git, no DVC import: predict stays quick to star
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import yaml
 
-from mqp.paths import ADAPTER_DIR, LOCK_FILE
+from mqp.paths import ADAPTER_DIR
+
+LOCK_FILE = Path("dvc.lock")  # DVC's record of each stage's deps, params and outputs
 
 
 def _git(*args: str) -> str | None:

@@ -28,7 +28,8 @@ from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.metrics import p_value_text
-from mqp.paths import BASE_REPORT, LOCK_FILE, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
+from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
+from mqp.provenance import LOCK_FILE
 from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}

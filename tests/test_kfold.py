@@ -193,11 +193,11 @@ def test_a_stage_that_did_not_run_in_an_experiment_is_not_its_own():
     from stages.kfold import stage_is_current
 
     def lock(prepared: str, adapter: str, retrieval_read: tuple[str, str]) -> dict:
+        data, model = str(paths.PREPARED_DIR), str(paths.ADAPTER_DIR)
         return {"stages": {
-            "prepare": {"outs": [{"path": "data/prepared", "md5": prepared}]},
-            "finetune": {"deps": [{"path": "data/prepared", "md5": prepared}], "outs": [{"path": "models/adapter", "md5": adapter}]},
-            "retrieval": {"deps": [{"path": "data/prepared", "md5": retrieval_read[0]},
-                                   {"path": "models/adapter", "md5": retrieval_read[1]},
+            "prepare": {"outs": [{"path": data, "md5": prepared}]},
+            "finetune": {"deps": [{"path": data, "md5": prepared}], "outs": [{"path": model, "md5": adapter}]},
+            "retrieval": {"deps": [{"path": data, "md5": retrieval_read[0]}, {"path": model, "md5": retrieval_read[1]},
                                    {"path": "stages/retrieval.py", "md5": "code"}]}}}
 
     assert stage_is_current(lock("fold1", "a1", ("fold1", "a1")), "retrieval")
