@@ -50,23 +50,30 @@ from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, g
 PAIR = ["question_1", "question_2"]
 
 
+def read_run_output(rev: str, path, parse):
+    """parse() of a run's output: the workspace's file, or the one in an experiment's commit (DVC's
+    cache holds the outputs of queued runs); FileNotFoundError where the run has none."""
+    if rev == WORKSPACE:
+        return parse(path)
+    import dvc.api  # here: only runs of experiments need it, and it is slow to import
+    from dvc.exceptions import PathMissingError
+
+    try:
+        with dvc.api.open(str(path), rev=rev) as source:
+            return parse(source)
+    except PathMissingError:
+        raise FileNotFoundError(path) from None
+
+
 def search_hits_at(rev) -> pd.Series | None:
     """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query,
     from the run's results/retrieval/ranks.csv; None for a run that stopped before the retrieval
     stage (its ranks are its baseline's), and for an ensemble (its seeds' embeddings are not averaged)."""
     if isinstance(rev, Ensemble) or not stage_is_current(git_lock(rev), "retrieval"):
         return None
-    path = RETRIEVAL_RESULTS / RANKS_FILE
-    import dvc.api
-    from dvc.exceptions import PathMissingError
-
     try:
-        if rev == WORKSPACE:
-            ranks = pd.read_csv(path, keep_default_na=False)
-        else:
-            with dvc.api.open(str(path), rev=rev) as source:
-                ranks = pd.read_csv(source, keep_default_na=False)
-    except (FileNotFoundError, PathMissingError):
+        ranks = read_run_output(rev, RETRIEVAL_RESULTS / RANKS_FILE, lambda source: pd.read_csv(source, keep_default_na=False))
+    except FileNotFoundError:
         return None
     return (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
 
@@ -89,19 +96,11 @@ def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at) ->
 
 
 def predictions_at(rev: str, file: str = PREDICTIONS_CSV) -> pd.DataFrame:
-    """A run's LoRA predictions (test, or validation with VALIDATION_PREDICTIONS_CSV): the
-    workspace's file, or the one in an experiment's commit."""
+    """A run's LoRA predictions (test, or validation with VALIDATION_PREDICTIONS_CSV)."""
     path = LORA_RESULTS / file
-    if rev == WORKSPACE:
-        return parse_predictions(path)
-    import dvc.api  # here: only runs of experiments need it, and it is slow to import
-
-    from dvc.exceptions import PathMissingError
-
     try:
-        with dvc.api.open(str(path), rev=rev) as source:
-            return parse_predictions(source)
-    except (FileNotFoundError, PathMissingError):
+        return read_run_output(rev, path, parse_predictions)
+    except FileNotFoundError:
         raise PipelineError(f"run {rev[:7]} has no {path}: it ran before evaluate wrote it; run it again") from None
 
 
@@ -194,10 +193,10 @@ def param_text(value) -> str:
 
 
 def change_from_today(params: dict, today: dict) -> str:
-    """A run's params where they differ from params.yaml's (fold, seed and logging aside), as -S
-    takes them; 'params.yaml' where none do."""
+    """A run's params where they differ from params.yaml's (fold and logging aside), as -S takes
+    them; 'params.yaml' where none do."""
     changed = [f"{key}={param_text(value)}" for key, value in sorted(params.items())
-               if is_variant_param(key) and key != "train.seed" and json.dumps(value) != json.dumps(today.get(key))]
+               if is_variant_param(key) and json.dumps(value) != json.dumps(today.get(key))]
     return ", ".join(changed) or "params.yaml"
 
 
@@ -296,10 +295,7 @@ def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     for name, params, train, n in runs:
         accuracy = train["validation"]["accuracy"]
         low, high = proportion_ci(round(accuracy * n), n)
-        change = change_from_today(params, today)
-        if params.get("train.seed") != today.get("train.seed"):
-            change = ("" if change == "params.yaml" else change + ", ") + f"train.seed={params.get('train.seed')}"
-        rows.append({"run": name, "change": change, **{k: params.get(k) for k in varying},
+        rows.append({"run": name, "change": change_from_today(params, today), **{k: params.get(k) for k in varying},
                      "data.fold": params.get("data.fold"), "n": n,
                      "accuracy": accuracy, "accuracy_ci_low": low, "accuracy_ci_high": high,
                      "f1": train["validation"]["f1"], "best_epoch": train["best_epoch"],
