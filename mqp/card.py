@@ -95,13 +95,19 @@ def training_section(params: Params, layers: list[str]) -> str:
             f"- Training: {train.epochs} epochs, learning rate {train.learning_rate:g} (head {train.head_learning_rate:g}), "
             f"batch {train.batch_size}, weight decay {train.weight_decay:g}, warmup {train.warmup_ratio:g}, "
             f"precision {train.precision}, max {model.max_length} tokens, seed {train.seed}; the epoch with the best "
-            f"validation F1 is kept.\n{extras(train)}")
+            f"validation F1 is kept.\n{extras(params)}")
 
 
-def extras(train) -> str:
+def extras(params: Params) -> str:
     """The training options beyond the reference recipe's, where they are on."""
+    train = params.train
     lines = ([f"- A ranking loss beside the head's (`train.ranking_weight: {train.ranking_weight:g}`).\n"]
              if train.ranking_weight else [])
+    if train.members > 1:
+        seeds = ", ".join(str(train.seed + i) for i in range(train.members))
+        lines.append(f"- A model soup (`train.members: {train.members}`): {train.members} adapters trained alike with seeds "
+                     f"{seeds}, each its best epoch kept; this adapter's update is the mean of theirs (rank "
+                     f"{train.members} × {params.lora.r}) and its head the mean of their heads.\n")
     if train.implied_pairs:
         lines.append("- Also trained on the pairs MQP implies (`train.implied_pairs`): each question_1's similar and "
                      "dissimilar rewrites, as a dissimilar pair.\n")
@@ -195,8 +201,11 @@ def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: P
     what = "LoRA adapter for" if params.train.method == "lora" else "Fully fine-tuned"
     title = f"# {what} `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
     if validation:
-        results = (f"## Validation metrics\n\nKept epoch {summary['best_epoch']} of {summary['epochs']} (best "
-                   f"validation F1), {summary['trainable_params']:,} trainable parameters of "
+        kept = (f"Kept epoch {summary['best_epoch']} of {summary['epochs']} (best validation F1)"
+                if params.train.members == 1 else
+                f"The soup of {params.train.members} adapters (kept epochs {', '.join(map(str, summary['best_epoch']))} "
+                f"of {summary['epochs']}, each its best validation F1)")
+        results = (f"## Validation metrics\n\n{kept}, {summary['trainable_params']:,} trainable parameters of "
                    f"{summary['total_params']:,} ({summary['trainable_percent']}%), threshold "
                    f"{params.eval.threshold:g}:\n\n{metrics_table(validation)}\nThe test metrics are the `evaluate` "
                    "stage's (`metrics/detail/lora.json`) and the merged model's card.\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from peft.tuners.lora import LoraLayer
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -102,6 +103,25 @@ def save_trained(model: nn.Module, folder: Path) -> None:
         save_file(model.head_state(), folder / HEAD_FILE)
     else:
         model.save_pretrained(folder)
+
+
+def soup(params: Params, tokenizer, folders: list[Path]) -> BiEncoder:
+    """One bi-encoder from several trained ones (train.members): its LoRA update is the exact mean
+    of theirs, B·A = mean of B_i·A_i, their A and B side by side (PEFT's add_weighted_adapter, 'cat':
+    rank members × r), and its head is the mean of their heads."""
+    model = base_model(params, tokenizer)
+    names = [f"member_{i}" for i in range(len(folders))]
+    encoder = PeftModel.from_pretrained(model.encoder, folders[0], adapter_name=names[0])
+    for name, folder in zip(names[1:], folders[1:]):
+        encoder.load_adapter(folder, adapter_name=name)
+    encoder.add_weighted_adapter(names, [1 / len(names)] * len(names), "default", combination_type="cat")
+    encoder.set_adapter("default")
+    for name in names:
+        encoder.delete_adapter(name)
+    model.encoder = encoder
+    heads = [load_file(folder / HEAD_FILE) for folder in folders]
+    model.load_head_state({key: torch.stack([head[key] for head in heads]).mean(0) for key in heads[0]})
+    return model
 
 
 def load_trained(params: Params, tokenizer, adapter_dir: Path):

@@ -72,6 +72,7 @@ class TrainParams(_Group):
     weight_decay: float = Field(ge=0)
     warmup_ratio: float = Field(ge=0, lt=1)
     seed: int
+    members: int = Field(ge=1, le=32)
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     swap_questions: bool
     ranking_weight: float = Field(ge=0)
@@ -120,6 +121,14 @@ class Params(_Group):
         if self.train.ranking_weight and self.model.architecture != "bi-encoder":
             raise ValueError("train.ranking_weight ranks sentence embeddings: it needs model.architecture=bi-encoder "
                              f"(got {self.model.architecture}); set it to 0")
+        return self
+
+    @model_validator(mode="after")
+    def _soup_needs_lora_biencoder(self):
+        if self.train.members > 1 and (self.train.method != "lora" or self.model.architecture != "bi-encoder"):
+            raise ValueError(f"train.members={self.train.members} averages LoRA bi-encoders: it needs train.method=lora "
+                             f"and model.architecture=bi-encoder (got {self.train.method}, {self.model.architecture}); "
+                             "set train.members to 1")
         return self
 
 

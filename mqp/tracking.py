@@ -25,14 +25,15 @@ def configure_wandb(params: Params) -> bool:
     return True
 
 
-def training_callbacks(params: Params, log_dir=DVCLIVE_DIR):
-    """Trainer callbacks and report_to list, plus a function that closes the loggers."""
+def training_callbacks(params: Params, log_dir=DVCLIVE_DIR, resume: bool = False):
+    """Trainer callbacks and report_to list, plus a function that closes the loggers. resume: go
+    on logging after the steps already in log_dir (the next member of a soup) instead of starting it anew."""
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 logs
     # dvcyaml=False: our dvc.yaml declares DVCLive's files itself; never rewritten at run time.
-    live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False) if main_process else None
+    live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False, resume=resume) if main_process else None
     callbacks = [DVCLiveCallback(live=live)] if live else []
     report_to = ["wandb"] if configure_wandb(params) else []
 

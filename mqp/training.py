@@ -392,3 +392,28 @@ def training_summary(trainer: Trainer, result, train_set: Dataset, params: Param
         "validation": {key.removeprefix("eval_"): round(value, 6) for key, value in best.items()
                        if key.removeprefix("eval_") in VALIDATION_METRICS},
     }
+
+
+def soup_summary(members: list[dict], validation: dict, params: Params, wall_seconds: float) -> dict:
+    """train.json for a soup (train.members): what was trained, summed over the members; each
+    member's best epoch; the soup's own validation metrics (mqp.metrics.classification_metrics)."""
+    trainable = sum(member["trainable_params"] for member in members)
+    total = members[0]["total_params"] - members[0]["trainable_params"] + trainable
+    seconds = sum(member["train_seconds"] for member in members)
+    samples = sum(member["train_samples_per_second"] * member["train_seconds"] for member in members)
+    tokens = sum(member["train_tokens_per_second"] * member["train_seconds"] for member in members)
+    return {
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100 * trainable / total, 4),
+        "epochs": params.train.epochs,
+        "best_epoch": [member["best_epoch"] for member in members],
+        "train_loss": round(float(np.mean([member["train_loss"] for member in members])), 6),
+        "train_seconds": round(seconds, 1),
+        "train_samples_per_second": round(samples / seconds, 2),
+        "train_tokens_per_second": round(tokens / seconds, 1),
+        "wall_seconds": round(wall_seconds, 1),
+        "validation": {key: round(float(validation[key]), 6) for key in VALIDATION_METRICS},
+        "members": [{"seed": params.train.seed + i, "best_epoch": member["best_epoch"], "train_loss": member["train_loss"],
+                     "validation": member["validation"]} for i, member in enumerate(members)],
+    }

@@ -12,11 +12,12 @@ from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
 from mqp.export import merge
-from mqp.lora import (HEAD_FILE, adapted_layers, add_lora, for_training, load_trained, lora_config, save_trained,
+from mqp.lora import (HEAD_FILE, adapted_layers, add_lora, for_training, load_trained, lora_config, save_trained, soup,
                       with_lora)
 from mqp.models import base_model, load_classifier, load_tokenizer
-from mqp.paths import ADAPTER_DIR, LORA_RESULTS, MERGED_DIR, TRAIN_REPORT
+from mqp.paths import ADAPTER_DIR, DVCLIVE_PLOTS, LORA_REPORT, LORA_RESULTS, MERGED_DIR, TRAIN_REPORT
 from mqp.reports import read_predictions
+from mqp.training import trainable_parameters
 
 REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
 
@@ -207,3 +208,70 @@ def test_finetune_full_writes_a_whole_model_and_its_card(tmp_path, tiny_bert, in
     assert card.count("Full fine-tuning (`train.method: full`)") == 1 and "LoRA (PEFT)" not in card
     assert (project / LORA_RESULTS / "validation_predictions.csv").exists()
     assert "fully fine-tuned" in (project / MERGED_DIR / "README.md").read_text()
+
+
+def merged_weights(model) -> dict[str, torch.Tensor]:
+    """The encoder's weights with its LoRA update folded in (PEFT's merge, on a copy)."""
+    import copy
+
+    return {name: value.clone() for name, value in copy.deepcopy(model.encoder).merge_and_unload().state_dict().items()}
+
+
+def test_soup_is_the_exact_mean_of_the_members(tmp_path, tiny_bert):
+    """train.members: the soup's merged weights are the mean of the members' merged weights (its
+    LoRA update the mean of theirs), its head the mean of theirs, and it saves and reloads as one
+    adapter of rank members × r."""
+    params = tiny_params(tiny_bert, {"train.members": 3})
+    tokenizer = load_tokenizer(params.model)
+    members, folders = [], []
+    for member in range(3):
+        member_params = params.model_copy(update={"train": params.train.model_copy(update={"seed": 42 + member})})
+        model = with_lora(base_model(member_params, tokenizer), member_params)
+        torch.manual_seed(member)
+        perturb(model)
+        members.append(model.eval())
+        folders.append(tmp_path / f"member_{member}")
+        save_trained(model, folders[-1])
+    souped = soup(params, tokenizer, folders)
+
+    expected = {name: torch.stack([merged_weights(m)[name] for m in members]).mean(0) for name in merged_weights(members[0])}
+    got = merged_weights(souped)
+    assert got.keys() == expected.keys()
+    assert all(torch.allclose(got[name], expected[name], atol=1e-6) for name in expected)
+    assert not torch.allclose(got["encoder.layer.0.attention.self.query.weight"],
+                              merged_weights(members[0])["encoder.layer.0.attention.self.query.weight"], atol=1e-3)
+    assert souped.scale.item() == pytest.approx(sum(m.scale.item() for m in members) / 3)
+    assert souped.bias.item() == pytest.approx(sum(m.bias.item() for m in members) / 3)
+
+    save_trained(souped, tmp_path / "soup")
+    assert read_json(tmp_path / "soup" / "adapter_config.json")["r"] == 3 * params.lora.r
+    assert not (tmp_path / "soup" / "member_0").exists()  # one adapter, not the members beside it
+    reloaded = load_trained(params, tokenizer, tmp_path / "soup")
+    assert score_pairs(reloaded, tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(
+        score_pairs(souped.eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params), abs=1e-6)
+
+
+def test_finetune_soup_trains_each_member_and_saves_their_mean(tmp_path, tiny_bert, in_project):
+    """Through the stage: train.members=2 trains seeds 42 and 43 (their curves one after the other
+    in dvclive/), and train.json gives each member's best epoch and the soup's validation metrics,
+    which evaluate's validation figures equal."""
+    from stages import baseline, evaluate, finetune, prepare, zeroshot
+
+    project = in_project(make_workdir(tmp_path / "project", tiny_bert, overrides={"train.members": 2, "train.epochs": 2}))
+    prepare.main()
+    finetune.main()
+    train = read_json(project / TRAIN_REPORT)
+    assert [m["seed"] for m in train["members"]] == [42, 43]
+    assert train["best_epoch"] == [m["best_epoch"] for m in train["members"]]
+    one = with_lora(base_model(project_params(project), load_tokenizer(project_params(project).model)), project_params(project))
+    assert train["trainable_params"] == 2 * trainable_parameters(one)[0]
+    assert read_json(project / ADAPTER_DIR / "adapter_config.json")["r"] == 2 * 8
+    steps = (project / DVCLIVE_PLOTS / "metrics" / "eval" / "f1.tsv").read_text().splitlines()[1:]
+    assert len(steps) == 4  # 2 members x 2 epochs, logged one after another
+    assert "A model soup (`train.members: 2`)" in (project / ADAPTER_DIR / "README.md").read_text()
+    baseline.main()
+    zeroshot.main()
+    evaluate.main()
+    validation = read_json(project / LORA_REPORT)["validation"]
+    assert validation["accuracy"] == pytest.approx(train["validation"]["accuracy"])
+    assert validation["f1"] == pytest.approx(train["validation"]["f1"])

@@ -88,6 +88,15 @@ def test_ranking_weight_needs_the_bi_encoder():
     parse_params(repo_params_raw({"model.architecture": "bi-encoder", "train.ranking_weight": 0.5}))
 
 
+@pytest.mark.parametrize("change, got", [({"model.architecture": "cross-encoder"}, "lora, cross-encoder"),
+                                         ({"train.method": "full"}, "full, bi-encoder")])
+def test_a_soup_needs_lora_bi_encoders(change, got):
+    assert error_of(repo_params_raw({"train.members": 3, **change})) == (
+        "invalid params.yaml: params: train.members=3 averages LoRA bi-encoders: it needs train.method=lora and "
+        f"model.architecture=bi-encoder (got {got}); set train.members to 1")
+    parse_params(repo_params_raw({"train.members": 3}))
+
+
 def test_held_out_shares_must_leave_training_data():
     # kfold holds out 1/folds for test: 0.5 + 1/2 leaves nothing.
     assert "validation and test take 1 of the data, leaving nothing to train on" in error_of(
