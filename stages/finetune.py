@@ -61,9 +61,18 @@ def train_one(params, tokenizer, datasets, resume_log: bool = False):
     return trainer, result
 
 
+def train_single(params, tokenizer, datasets, started: float):
+    """(model, train.json's summary); (None, None) in a torchrun launch's other processes."""
+    trainer, result = train_one(params, tokenizer, datasets)
+    if not trainer.is_world_process_zero():
+        return None, None
+    return trainer.model, training_summary(trainer, result, datasets[0], params, time.perf_counter() - started)
+
+
 def train_soup(params, tokenizer, datasets, splits, started: float):
     """train.members models, one after another (their curves follow each other in dvclive/), then
-    their soup (mqp.lora.soup) and its validation metrics: (model, train.json's summary)."""
+    their soup (mqp.lora.soup) and its validation metrics: (model, train.json's summary), as
+    train_single."""
     members, folders = [], []
     TMP_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=TMP_DIR) as scratch:
@@ -94,10 +103,7 @@ def main(params) -> None:
     if params.train.members > 1:
         model, summary = train_soup(params, tokenizer, datasets, splits, started)
     else:
-        trainer, result = train_one(params, tokenizer, datasets)
-        main_process = trainer.is_world_process_zero()
-        model, summary = ((trainer.model, training_summary(trainer, result, datasets[0], params, time.perf_counter() - started))
-                          if main_process else (None, None))
+        model, summary = train_single(params, tokenizer, datasets, started)
     if model is None:
         return  # under torchrun, one process writes the outputs
     with atomic_dir(ADAPTER_DIR) as scratch:
