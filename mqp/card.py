@@ -195,17 +195,22 @@ LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two 
           "distribution only.\n")
 
 
+def kept_epochs(summary: dict) -> str:
+    """train.json's kept epoch: 'epoch 2 of 3', or a soup's one per member."""
+    best = summary["best_epoch"]
+    if isinstance(best, list):
+        return f"epochs {', '.join(map(str, best))} of {summary['epochs']}, one per member of the soup"
+    return f"epoch {best} of {summary['epochs']}"
+
+
 def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path, layers: list[str]) -> str:
     """The adapter's card: validation metrics of the kept epoch (finetune never reads the test split)."""
     validation = summary.get("validation") or {}
     what = "LoRA adapter for" if params.train.method == "lora" else "Fully fine-tuned"
     title = f"# {what} `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
     if validation:
-        kept = (f"Kept epoch {summary['best_epoch']} of {summary['epochs']} (best validation F1)"
-                if params.train.members == 1 else
-                f"The soup of {params.train.members} adapters (kept epochs {', '.join(map(str, summary['best_epoch']))} "
-                f"of {summary['epochs']}, each its best validation F1)")
-        results = (f"## Validation metrics\n\n{kept}, {summary['trainable_params']:,} trainable parameters of "
+        results = (f"## Validation metrics\n\nKept {kept_epochs(summary)} (best validation F1), "
+                   f"{summary['trainable_params']:,} trainable parameters of "
                    f"{summary['total_params']:,} ({summary['trainable_percent']}%), threshold "
                    f"{params.eval.threshold:g}:\n\n{metrics_table(validation)}\nThe test metrics are the `evaluate` "
                    "stage's (`metrics/detail/lora.json`) and the merged model's card.\n")

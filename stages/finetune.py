@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqp.card import CARD_FILE, adapter_card
+from mqp.card import CARD_FILE, adapter_card, kept_epochs
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
 from mqp.inference import score_pairs
@@ -22,19 +22,12 @@ from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, r
                           training_arguments, training_sets, training_summary)
 
 
-def kept_epochs(summary: dict) -> str:
-    best = summary["best_epoch"]
-    if isinstance(best, list):
-        return f"soup of {len(best)} (best epochs {', '.join(map(str, best))} of {summary['epochs']})"
-    return f"best epoch {best} of {summary['epochs']}"
-
-
 def summary_line(summary: dict, device: str) -> str:
     if summary["epochs"] == 0:
         return f"finetune: epochs=0, saved the untrained adapter (the base model with its initial head) to {ADAPTER_DIR}"
     return (
         f"finetune: {summary['trainable_params']:,} trainable params of {summary['total_params']:,} "
-        f"({summary['trainable_percent']}%); {kept_epochs(summary)}, "
+        f"({summary['trainable_percent']}%); best {kept_epochs(summary)}, "
         f"validation F1 {summary['validation']['f1']:.4f}; {summary['train_samples_per_second']} samples/s, "
         f"{summary['wall_seconds']} s ({device})"
     )
