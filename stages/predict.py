@@ -22,7 +22,8 @@ from mqp.inference import score_pairs
 from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
 from mqp.models import load_tokenizer
-from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR
+from mqp.files import read_json
+from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR, TRAIN_REPORT
 from mqp.provenance import adapter_origin
 
 
@@ -51,12 +52,21 @@ def read_pairs_csv(path: str) -> pd.DataFrame:
 
 def model_line(params) -> str:
     """e.g. `predict: model models/adapter: LoRA r=8 on sentence-transformers/all-MiniLM-L6-v2
-    (bi-encoder), from git 9cacd04`; the rank as the adapter's own config has it (`full fine-tuning of`
-    where train.method full saved the whole model)."""
-    config = ADAPTER_DIR / ADAPTER_CONFIG
-    method = f"LoRA r={json.loads(config.read_text())['r']} on" if config.exists() else "full fine-tuning of"
-    return (f"predict: model {ADAPTER_DIR}: {method} {params.model.name} "
+    (bi-encoder), from git 9cacd04`."""
+    return (f"predict: model {ADAPTER_DIR}: {adapter_kind()} {params.model.name} "
             f"({params.model.architecture}), from {adapter_origin()}")
+
+
+def adapter_kind() -> str:
+    """`LoRA r=8 on`, with the rank as the adapter's own config has it; `a soup of 2 LoRA r=8
+    adapters on` where finetune's train.json lists the soup's members (the config gives the soup's
+    rank, 2 x 8); `full fine-tuning of` where train.method full saved the whole model."""
+    config = ADAPTER_DIR / ADAPTER_CONFIG
+    if not config.exists():
+        return "full fine-tuning of"
+    rank = json.loads(config.read_text())["r"]
+    members = len(read_json(TRAIN_REPORT, "finetune").get("members", [])) if TRAIN_REPORT.exists() else 1
+    return f"a soup of {members} LoRA r={rank // members} adapters on" if members > 1 else f"LoRA r={rank} on"
 
 
 @stage("predict")

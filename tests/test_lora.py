@@ -255,7 +255,7 @@ def test_finetune_soup_trains_each_member_and_saves_their_mean(tmp_path, tiny_be
     """Through the stage: train.members=2 trains seeds 42 and 43 (their curves one after the other
     in dvclive/), and train.json gives each member's best epoch and the soup's validation metrics,
     which evaluate's validation figures equal."""
-    from stages import baseline, evaluate, finetune, prepare, zeroshot
+    from stages import baseline, evaluate, finetune, predict, prepare, zeroshot
 
     project = in_project(make_workdir(tmp_path / "project", tiny_bert, overrides={"train.members": 2, "train.epochs": 2}))
     prepare.main()
@@ -269,6 +269,7 @@ def test_finetune_soup_trains_each_member_and_saves_their_mean(tmp_path, tiny_be
     steps = (project / DVCLIVE_PLOTS / "metrics" / "eval" / "f1.tsv").read_text().splitlines()[1:]
     assert len(steps) == 4  # 2 members x 2 epochs, logged one after another
     assert "A model soup (`train.members: 2`)" in (project / ADAPTER_DIR / "README.md").read_text()
+    assert predict.adapter_kind() == "a soup of 2 LoRA r=8 adapters on"
     baseline.main()
     zeroshot.main()
     evaluate.main()
