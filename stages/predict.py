@@ -18,11 +18,11 @@ import pandas as pd
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
+from mqp.files import read_json
 from mqp.inference import score_pairs
 from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
 from mqp.models import load_tokenizer
-from mqp.files import read_json
 from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR, TRAIN_REPORT
 from mqp.provenance import adapter_origin
 
