@@ -31,6 +31,18 @@ def ranking_loss(first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor
     return nn.functional.cross_entropy(scores, anchors.nonzero().squeeze(1))
 
 
+def batch_negatives_loss(first: torch.Tensor, second: torch.Tensor, logit) -> torch.Tensor:
+    """The head's BCE on the batch's random pairs: each question_1 against the rewrites of every
+    other question_1 in the batch, all labelled dissimilar. Pairs teach the head only hard
+    negatives; search also meets unrelated questions, and its verdict needs them scored low too."""
+    # A question_1's rows share one embedding (embed_each_once): those pairs are its own, not random.
+    own = first @ first.T > 1 - 1e-5
+    if own.all():
+        return first.new_zeros(())
+    logits = logit(first @ second.T)[~own]
+    return nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """L2-normalised sentence embeddings: the mean of the tokens (how sentence-transformers pools
     MiniLM) or the last real token (for left-to-right models; padding is on the right)."""
@@ -46,11 +58,12 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 class BiEncoder(nn.Module):
     """An encoder (bare or with LoRA) plus a two-number similarity head."""
 
-    def __init__(self, encoder: nn.Module, pooling: str, ranking_weight: float = 0.0):
+    def __init__(self, encoder: nn.Module, pooling: str, ranking_weight: float = 0.0, batch_negatives_weight: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.ranking_weight = ranking_weight  # train.ranking_weight: the ranking loss beside BCE while training
+        self.batch_negatives_weight = batch_negatives_weight  # train.batch_negatives_weight: likewise
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
         self.bias = nn.Parameter(torch.tensor(INITIAL_BIAS))
 
@@ -85,6 +98,8 @@ class BiEncoder(nn.Module):
             # Training only: evaluation's loss stays the log loss of the probabilities.
             if self.training and self.ranking_weight:
                 loss = loss + self.ranking_weight * ranking_loss(first, second, labels)
+            if self.training and self.batch_negatives_weight:
+                loss = loss + self.batch_negatives_weight * batch_negatives_loss(first, second, self.logit)
         # Two-class logits whose softmax is sigmoid(logit): the cross-encoder's output shape.
         return SequenceClassifierOutput(loss=loss, logits=torch.stack([-logit / 2, logit / 2], dim=-1))
 

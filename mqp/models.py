@@ -127,5 +127,6 @@ def base_model(params: Params, tokenizer):
     # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
     set_seed(params.train.seed)
     if params.model.architecture == "bi-encoder":
-        return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight)
+        return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight,
+                         params.train.batch_negatives_weight)
     return load_classifier(params.model, tokenizer, params.train.seed)

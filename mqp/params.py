@@ -76,6 +76,7 @@ class TrainParams(_Group):
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     swap_questions: bool
     ranking_weight: float = Field(ge=0)
+    batch_negatives_weight: float = Field(ge=0)
     implied_pairs: bool
 
 
@@ -105,6 +106,17 @@ class RetrievalParams(_Group):
     hnsw_m: int = Field(ge=2, le=256)
     hnsw_ef_construction: int = Field(ge=1)
     hnsw_ef_search: int = Field(ge=1)
+    method: Literal["zeroshot", "lora", "fusion"]
+    fusion_weights: list[float]
+    adapter_scale: float = Field(gt=0, lt=1)
+    false_match_cost: float = Field(gt=0)
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _positive_weights(cls, value):
+        if not value or any(weight <= 0 for weight in value):
+            raise ValueError("must be a non-empty list of positive weights")
+        return value
 
 
 class Params(_Group):
@@ -118,9 +130,10 @@ class Params(_Group):
 
     @model_validator(mode="after")
     def _ranking_needs_embeddings(self):
-        if self.train.ranking_weight and self.model.architecture != "bi-encoder":
-            raise ValueError("train.ranking_weight ranks sentence embeddings: it needs model.architecture=bi-encoder "
-                             f"(got {self.model.architecture}); set it to 0")
+        for name in ("ranking_weight", "batch_negatives_weight"):
+            if getattr(self.train, name) and self.model.architecture != "bi-encoder":
+                raise ValueError(f"train.{name} scores sentence embeddings: it needs model.architecture=bi-encoder "
+                                 f"(got {self.model.architecture}); set it to 0")
         return self
 
     @model_validator(mode="after")

@@ -53,6 +53,9 @@ RETRIEVAL_METRICS = METRICS_DIR / "retrieval.json"
 RETRIEVAL_REPORT = REPORTS_DIR / "retrieval.json"
 RETRIEVAL_RESULTS = RESULTS_DIR / "retrieval"
 RANKS_FILE = "ranks.csv"
+# Inside it: the verdict search says (method, fusion weight, threshold, calibration), chosen on
+# validation; the index stage reads it.
+VERDICT_JSON = RETRIEVAL_RESULTS / "verdict.json"
 # Stage index: the question bank embedded by the exported model, read by `python -m stages.search`.
 INDEX_DIR = Path("models/index")
 # The files inside it: embeddings (one unit row per question), the bank (id, question), what was

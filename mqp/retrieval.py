@@ -46,6 +46,13 @@ class Index:
 # --- exact search -------------------------------------------------------------------------------
 
 
+def query_blocks(queries: int, bank: int):
+    """(start, stop) of blocks of queries whose scores against the bank fit SCORE_BLOCK floats:
+    a large batch of queries is scored a block at a time, never as one queries x bank matrix."""
+    block = max(1, SCORE_BLOCK // max(bank, 1))
+    return [(start, min(start + block, queries)) for start in range(0, queries, block)]
+
+
 def top_k(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k bank rows most similar (inner product; cosine for unit rows) to each query row, best
     first: (scores, positions), each of shape (queries, min(k, bank size)). Ties go to the lower
@@ -54,10 +61,9 @@ def top_k(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np
         raise ValueError(f"k must be at least 1, got {k}")
     queries = np.atleast_2d(queries)
     k = min(k, len(bank))
-    block = max(1, SCORE_BLOCK // len(bank))
     scores, positions = [], []
-    for start in range(0, len(queries), block):
-        block_scores = queries[start : start + block] @ bank.T
+    for start, stop in query_blocks(len(queries), len(bank)):
+        block_scores = queries[start:stop] @ bank.T
         # argpartition finds the k best in linear time; only those k are then sorted.
         best = np.argpartition(-block_scores, k - 1, axis=1)[:, :k] if k < len(bank) else \
             np.broadcast_to(np.arange(len(bank)), block_scores.shape)
@@ -257,12 +263,18 @@ class RankingTask:
     negative: np.ndarray  # its dissimilar rewrite: a hard negative
     skipped: int  # question_1s without exactly one rewrite of each label
 
-    def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(relevant ranks, hard-negative ranks) from a (queries x bank) score matrix, each query's
-        own question left out of its bank."""
+    def ranks(self, scores: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(relevant ranks, hard-negative ranks) of the queries from `start` on, from their rows of
+        the (queries x bank) scores, each query's own question left out of its bank."""
         scores = np.array(scores, dtype=np.float64)
-        scores[np.arange(len(self.queries)), self.queries] = -np.inf
-        return ranks_of(scores, self.relevant), ranks_of(scores, self.negative)
+        stop = start + len(scores)
+        scores[np.arange(len(scores)), self.queries[start:stop]] = -np.inf
+        return ranks_of(scores, self.relevant[start:stop]), ranks_of(scores, self.negative[start:stop])
+
+    def ranks_by(self, score_rows) -> tuple[np.ndarray, np.ndarray]:
+        """ranks() a block of queries at a time: score_rows(start, stop) gives their score rows."""
+        parts = [self.ranks(score_rows(start, stop), start) for start, stop in query_blocks(len(self.queries), len(self.bank))]
+        return tuple(np.concatenate(part) for part in zip(*parts))
 
 
 def ranking_task(pairs: pd.DataFrame) -> RankingTask:

@@ -1,18 +1,25 @@
-"""index: the exported bi-encoder (models/merged) embeds a question bank once, for
-`python -m stages.search`. The bank is MQP's questions (retrieval.bank: data/prepared) or a CSV of
-your own (retrieval.bank: its path, retrieval.bank_column: its question column); rows without a
-question, or repeating an earlier one, are dropped with one line each. DVC rebuilds the index when
-the model, the bank or these params change, and only then."""
+"""index: a question bank embedded once, for `python -m stages.search`, by the encoders of
+retrieval.method: the exported bi-encoder (models/merged), the zero-shot model, or both for fusion.
+The bank is MQP's questions (retrieval.bank: data/prepared) or a CSV of your own (retrieval.bank: its
+path, retrieval.bank_column: its question column); rows without a question, or repeating an earlier
+one, are dropped with one line each. The verdict (fusion's weight, the threshold on the top hit's
+score and its calibration) comes from the retrieval stage, chosen on the validation split, and is
+saved with the index. DVC rebuilds the index when a model, the bank, the verdict or these params
+change, and only then."""
 
+import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
-from mqp.paths import INDEX_DIR, INDEX_META, MERGED_DIR
+from mqp.paths import INDEX_DIR, INDEX_META, MERGED_DIR, VERDICT_JSON
 from mqp.retrieval import (BI_ENCODER_NEEDED, Index, build_hnsw, drop_lines, encode, is_bi_encoder, is_mqp_bank,
                            load_exported, mqp_bank, read_bank_csv, save_index)
+from mqp.search import base_model
 
 
 def load_bank(retrieval):
@@ -26,6 +33,29 @@ def load_bank(retrieval):
     return bank, str(path)
 
 
+def encoders(params, verdict: dict) -> dict:
+    """The encoders the method needs, by name, and how to load each again at search time."""
+    specs = {}
+    if verdict["method"] in ("zeroshot", "fusion"):
+        specs["zeroshot"] = {"name": params.model.name, "pooling": params.model.pooling,
+                             "max_length": params.model.max_length}
+    if verdict["method"] in ("lora", "fusion"):
+        specs["lora"] = {"path": str(MERGED_DIR)}
+    return specs
+
+
+def load_encoder(name: str, spec: dict):
+    return base_model(spec["name"], spec["pooling"], spec["max_length"]) if name == "zeroshot" else load_exported(Path(spec["path"]))[0]
+
+
+def parts(verdict: dict) -> list[tuple[str, float]]:
+    """Each encoder's factor in the searched vectors: fusion's score cos(zero-shot) + w cos(LoRA) is
+    the inner product of [zero-shot, sqrt(w) LoRA] with the same for the query."""
+    if verdict["method"] == "fusion":
+        return [("zeroshot", 1.0), ("lora", float(np.sqrt(verdict["fusion_weight"])))]
+    return [(verdict["method"], 1.0)]
+
+
 @stage("index")
 def main(params) -> None:
     retrieval = params.retrieval
@@ -35,19 +65,22 @@ def main(params) -> None:
             write_json(scratch / INDEX_META, {"architecture": "cross-encoder", "size": 0})
         print(f"index: skipped, {BI_ENCODER_NEEDED.format(folder=MERGED_DIR)}")
         return
-    model, _ = load_exported(MERGED_DIR)
+    verdict = json.loads(VERDICT_JSON.read_text())
     bank, source = load_bank(retrieval)
+    specs = encoders(params, verdict)
     start = time.perf_counter()
-    embeddings = encode(model, bank["question"], params.eval.batch_size)
+    vectors = {name: encode(load_encoder(name, spec), bank["question"], params.eval.batch_size) for name, spec in specs.items()}
     seconds = time.perf_counter() - start
-    index = Index(embeddings, bank["question"].tolist(), bank["id"].tolist())
-    hnsw = build_hnsw(embeddings, retrieval.hnsw_m, retrieval.hnsw_ef_construction) if retrieval.search == "hnsw" else None
-    meta = {"architecture": "bi-encoder", "bank": retrieval.bank, "search": retrieval.search}
+    searched = np.hstack([factor * vectors[name] for name, factor in parts(verdict)]).astype(np.float32)
+    index = Index(searched, bank["question"].tolist(), bank["id"].tolist())
+    hnsw = build_hnsw(searched, retrieval.hnsw_m, retrieval.hnsw_ef_construction) if retrieval.search == "hnsw" else None
+    meta = {"architecture": "bi-encoder", "bank": retrieval.bank, "search": retrieval.search,
+            "hnsw_ef_search": retrieval.hnsw_ef_search, "encoders": specs, "parts": parts(verdict), "verdict": verdict}
     with atomic_dir(INDEX_DIR) as scratch:
         save_index(index, scratch, meta, hnsw)
-    print(f"index: {len(bank)} questions ({source}) embedded by {MERGED_DIR} into {INDEX_DIR}, "
-          f"{embeddings.shape[1]} dimensions, {retrieval.search} search; "
-          f"{seconds:.1f} s, {len(bank) / seconds:.0f} questions/s")
+    print(f"index: {len(bank)} questions ({source}) embedded by {' and '.join(specs)} ({verdict['method']}) into "
+          f"{INDEX_DIR}, {searched.shape[1]} dimensions, {retrieval.search} search; {seconds:.1f} s, "
+          f"{len(bank) * len(specs) / seconds:.0f} questions/s")
 
 
 if __name__ == "__main__":

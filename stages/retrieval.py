@@ -1,8 +1,19 @@
-"""retrieval: the models as search engines on the test fold. Every test question_1 is a query and
-every other test question the bank; each method ranks the bank, and the rank of the query's similar
-rewrite (and of its dissimilar one, a hard negative) gives recall@1, recall@5, MRR, nDCG@10 and how
-often the similar rewrite comes first, with 95% intervals. Zero-shot embeddings, the LoRA
-bi-encoder and BM25 side by side, LoRA tested against each on the same queries."""
+"""retrieval: the models as search engines on the test fold, and the verdict search says.
+
+Every test question_1 is a query and every other test question the bank. Ranking: where each method
+puts the query's similar rewrite (and its dissimilar one, a hard negative) gives recall@1, recall@5,
+MRR, nDCG@10 and how often the similar rewrite comes first, with 95% intervals. Open set
+(mqp.openset): each query searched with and without its similar rewrite in the bank; the verdict,
+"already answered" or "no match", is right or wrong, and its threshold (and fusion's weight) come
+from the validation split, searched the same way. Methods: the zero-shot embeddings, the LoRA
+bi-encoder, WiSE (LoRA's update scaled by retrieval.adapter_scale), fusion of the zero-shot and LoRA
+cosines, and BM25. The method search uses (retrieval.method) is the headline, and its choices go to
+the index stage in results/retrieval/verdict.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,71 +24,198 @@ from mqp.inference import embed
 from mqp.lora import load_trained
 from mqp.metrics import paired_text
 from mqp.models import device, load_encoder, load_tokenizer
-from mqp.paths import ADAPTER_DIR, RANKS_FILE, RETRIEVAL_REPORT, RETRIEVAL_METRICS, RETRIEVAL_RESULTS
+from mqp.openset import (calibration, choose_threshold, openset_metrics, openset_sums, outcomes, paired_outcomes,
+                         top_hit_auroc, top_hits)
+from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
+                       VERDICT_JSON)
 from mqp.retrieval import RankingTask, bm25_scores, ranking_task
 from mqp.splits import load_split
 from mqp.stats import retrieval_detail
 
-NAMES = {"zeroshot": "zero-shot", "lora": "LoRA", "bm25": "BM25"}
+NAMES = {"zeroshot": "zero-shot", "lora": "LoRA", "wise": "WiSE", "fusion": "fusion", "bm25": "BM25"}
+# Each method is compared, verdict by verdict, with these two: the model LoRA starts from, and LoRA.
+OPENSET_REFERENCES = ("zeroshot", "lora")
 
 
-def embedding_ranks(encoder, tokenizer, task: RankingTask, params) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks by the cosine of sentence embeddings: the bank embedded once, queries are rows of it."""
-    vectors = embed(encoder, tokenizer, task.bank, params.model.max_length, params.eval.batch_size, params.model.pooling)
-    return task.ranks(vectors[task.queries] @ vectors.T)
+@dataclass(frozen=True)
+class Split:
+    """A split's ranking task and each encoder's unit embeddings of its bank."""
+
+    task: RankingTask
+    vectors: dict[str, np.ndarray]
+
+    def cosine_rows(self, encoder: str):
+        """score_rows (mqp.openset.top_hits) of one encoder's cosines."""
+        vectors, queries = self.vectors[encoder], self.task.queries
+        return lambda start, stop: vectors[queries[start:stop]] @ vectors.T
+
+    def fusion_rows(self, weight: float):
+        """Cosine of zero-shot + weight x cosine of LoRA."""
+        zeroshot, lora = self.cosine_rows("zeroshot"), self.cosine_rows("lora")
+        return lambda start, stop: zeroshot(start, stop) + weight * lora(start, stop)
 
 
-def method_ranks(task: RankingTask, params) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each method's ranks; LoRA only for a bi-encoder (a cross-encoder embeds no question alone)."""
+def embedded_splits(params) -> dict[str, Split]:
+    """The validation and test tasks, their banks embedded by every encoder: zero-shot, and for a
+    bi-encoder LoRA and WiSE (a cross-encoder embeds no question alone)."""
+    tasks = {name: ranking_task(load_split(name)) for name in ("validation", "test")}
     tokenizer = load_tokenizer(params.model)
-    ranks = {"zeroshot": embedding_ranks(load_encoder(params.model).to(device()).eval(), tokenizer, task, params)}
+    vectors = {name: {} for name in tasks}
+
+    def embed_all(encoder, name):
+        for split, task in tasks.items():
+            vectors[split][name] = embed(encoder, tokenizer, task.bank, params.model.max_length,
+                                         params.eval.batch_size, params.model.pooling)
+
+    embed_all(load_encoder(params.model).to(device()).eval(), "zeroshot")
     if params.model.architecture == "bi-encoder":
-        ranks["lora"] = embedding_ranks(load_trained(params, tokenizer, ADAPTER_DIR).encoder, tokenizer, task, params)
-    ranks["bm25"] = task.ranks(bm25_scores(task.bank, [task.bank[i] for i in task.queries]))
-    return ranks
+        trained = load_trained(params, tokenizer, ADAPTER_DIR).encoder
+        embed_all(trained, "lora")
+        if hasattr(trained, "peft_config"):  # WiSE scales a LoRA update; a fully fine-tuned model has none
+            from peft.helpers import rescale_adapter_scale
+
+            with rescale_adapter_scale(trained, params.retrieval.adapter_scale):
+                embed_all(trained, "wise")
+    return {split: Split(task, vectors[split]) for split, task in tasks.items()}
+
+
+def bm25_rows(task: RankingTask):
+    scores = bm25_scores(task.bank, [task.bank[i] for i in task.queries])
+    return lambda start, stop: scores[start:stop]
+
+
+def scorers(split: Split, fusion_weight: float | None) -> dict:
+    """score_rows of every method this split has embeddings for; fusion at the given weight."""
+    rows = {name: split.cosine_rows(name) for name in split.vectors}
+    if fusion_weight is not None:
+        rows["fusion"] = split.fusion_rows(fusion_weight)
+    rows["bm25"] = bm25_rows(split.task)
+    return rows
+
+
+def hits_of(split: Split, score_rows):
+    task = split.task
+    return top_hits(score_rows, task.queries, task.relevant, len(task.bank))
+
+
+def best_fusion_weight(validation: Split, weights: list[float], cost: float) -> float:
+    """The fusion weight whose verdicts cost least on validation (each at its own best threshold);
+    ties go to the first listed."""
+    def validation_cost(weight):
+        hits = hits_of(validation, validation.fusion_rows(weight))
+        threshold = choose_threshold(hits, validation.task.relevant, cost)
+        sums = openset_sums(hits, validation.task.relevant, threshold)
+        return (sums["verdicts"] - sums["right"]) + (cost - 1) * (sums["answered"] - sums["answered_right"])
+
+    return min(weights, key=validation_cost)
+
+
+def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict]:
+    """Each method's test ranks, its open-set report (threshold chosen on validation) and its
+    per-verdict outcomes on the test split."""
+    cost = params.retrieval.false_match_cost
+    validation, test = splits["validation"], splits["test"]
+    weight = (best_fusion_weight(validation, params.retrieval.fusion_weights, cost)
+              if "lora" in test.vectors else None)
+    validation_rows, test_rows = scorers(validation, weight), scorers(test, weight)
+    ranks, reports, right = {}, {}, {}
+    for method, rows in test_rows.items():
+        ranks[method] = test.task.ranks_by(rows)
+        chosen = hits_of(validation, validation_rows[method])
+        threshold = choose_threshold(chosen, validation.task.relevant, cost)
+        hits = hits_of(test, rows)
+        sums = openset_sums(hits, test.task.relevant, threshold)
+        reports[method] = {**openset_metrics(sums), "top_hit_auroc": top_hit_auroc(hits, test.task.relevant),
+                           "threshold": round(threshold, 6), "calibration": calibration(chosen, validation.task.relevant),
+                           "validation_verdict_accuracy": openset_metrics(openset_sums(chosen, validation.task.relevant,
+                                                                                       threshold))["verdict_accuracy"],
+                           **({"fusion_weight": weight} if method == "fusion" else {}), "sums": sums}
+        right[method] = outcomes(hits, test.task.relevant, threshold)
+    return ranks, reports, right
+
+
+def openset_detail(reports: dict, right: dict, params) -> dict:
+    """The open-set section of the report: every method, and each against zero-shot and LoRA."""
+    comparisons = {f"{method}-{reference}": paired_outcomes(right[method], right[reference])
+                   for method in right for reference in OPENSET_REFERENCES
+                   if reference in right and method != reference}
+    return {"method": search_method(params, reports), "false_match_cost": params.retrieval.false_match_cost,
+            "methods": reports, "comparisons": comparisons}
+
+
+def search_method(params, reports: dict) -> str:
+    """retrieval.method, or zero-shot where there is no LoRA embedding (a cross-encoder)."""
+    return params.retrieval.method if params.retrieval.method in reports else "zeroshot"
+
+
+def verdict_config(openset: dict) -> dict:
+    """What index and search need to say the verdict: the method, fusion's weight, the threshold
+    on the top hit's score and the calibration that turns a score into P(already answered)."""
+    chosen = openset["methods"][openset["method"]]
+    return {"method": openset["method"], "fusion_weight": chosen.get("fusion_weight"), "threshold": chosen["threshold"],
+            "calibration": chosen["calibration"], "false_match_cost": openset["false_match_cost"]}
 
 
 def lean_metrics(detail: dict) -> dict:
-    """What `dvc metrics show` prints, in the columns of the models' files: LoRA's recall@1 (how
-    often the top-ranked bank question is the query's similar rewrite: the search's accuracy) as
-    acc with its 95% interval, and LoRA - zero-shot in points with McNemar's p, as text."""
-    if "lora" not in detail["methods"]:
-        return {"vs_zeroshot": "no LoRA (cross-encoder)"}
-    lora = detail["methods"]["lora"]
-    return {"n": lora["n"], "acc": round(lora["recall_at_1"], 4),
-            "acc_ci": f"{lora['recall_at_1_ci_low']:.3f}-{lora['recall_at_1_ci_high']:.3f}",
-            "vs_zeroshot": paired_text(detail["comparisons"]["zeroshot"]["recall_at_1"])}
+    """What `dvc metrics show` prints, in the columns of the models' files: the verdict accuracy of
+    search's method as acc with its 95% interval, the top hit's AUROC as auc, and the method against
+    zero-shot in points with McNemar's p, as text."""
+    openset = detail["openset"]
+    method = openset["method"]
+    chosen = openset["methods"][method]
+    lean = {"n": chosen["verdicts"], "acc": round(chosen["verdict_accuracy"], 4),
+            "acc_ci": f"{chosen['verdict_accuracy_ci_low']:.3f}-{chosen['verdict_accuracy_ci_high']:.3f}"}
+    if chosen["top_hit_auroc"] is not None:
+        lean["auc"] = round(chosen["top_hit_auroc"], 4)
+    if method != "zeroshot":
+        lean["vs_zeroshot"] = paired_text(openset["comparisons"][f"{method}-zeroshot"])
+    return lean
 
 
-def ranks_table(task: RankingTask, ranks: dict) -> pd.DataFrame:
-    """One row per query: its similar and dissimilar rewrites, and where each method ranked them."""
+def ranks_table(task: RankingTask, ranks: dict, right: dict) -> pd.DataFrame:
+    """One row per query: its similar and dissimilar rewrites, where each method ranked them, and
+    whether each method's two verdicts were right (with the rewrite in the bank; without it)."""
     table = pd.DataFrame({"query": [task.bank[i] for i in task.queries],
                           "similar": [task.bank[i] for i in task.relevant],
                           "dissimilar": [task.bank[i] for i in task.negative]})
+    n = len(task.queries)
     for method, (relevant, negative) in ranks.items():
         table[f"{method}_rank_similar"], table[f"{method}_rank_dissimilar"] = relevant, negative
+        table[f"{method}_verdict_found"] = right[method][:n].astype(int)
+        table[f"{method}_verdict_no_match"] = right[method][n:].astype(int)
     return table
 
 
 def summary(detail: dict) -> str:
-    methods = detail["methods"]
-    first = next(iter(methods.values()))
-    line = (f"retrieval: {first['n']} test queries, bank of {detail['bank']}; MRR "
-            + ", ".join(f"{NAMES[m]} {v['mrr']:.4f}" for m, v in methods.items())
+    openset, methods = detail["openset"], detail["methods"]
+    chosen = openset["methods"][openset["method"]]
+    weight = f", w {chosen['fusion_weight']:g}" if "fusion_weight" in chosen else ""
+    line = (f"retrieval: {chosen['n']} test queries, bank of {detail['bank']}; verdict accuracy "
+            f"{NAMES[openset['method']]}{weight} {chosen['verdict_accuracy']:.4f} "
+            f"[{chosen['verdict_accuracy_ci_low']:.4f}, {chosen['verdict_accuracy_ci_high']:.4f}], "
+            + ", ".join(f"{NAMES[m]} {v['verdict_accuracy']:.4f}" for m, v in openset["methods"].items()
+                        if m != openset["method"])
             + "; recall@1 " + ", ".join(f"{NAMES[m]} {v['recall_at_1']:.4f}" for m, v in methods.items()))
-    for method, comparison in detail["comparisons"].items():
-        line += f"; LoRA - {NAMES[method]} MRR {100 * comparison['mrr']['diff']:+.1f} points (p {comparison['mrr']['t_test_p']:.2g})"
+    for reference in OPENSET_REFERENCES:
+        key = f"{openset['method']}-{reference}"
+        if key in openset["comparisons"]:
+            comparison = openset["comparisons"][key]
+            line += (f"; {NAMES[openset['method']]} - {NAMES[reference]} verdicts "
+                     f"{100 * comparison['accuracy_diff']:+.1f} points (p {comparison['mcnemar_p']:.2g})")
     return line
 
 
 @stage("retrieval")
 def main(params) -> None:
-    task = ranking_task(load_split("test"))
-    ranks = method_ranks(task, params)
-    detail = retrieval_detail(ranks, reference="lora" if "lora" in ranks else None, bank=len(task.bank))
-    detail["queries_skipped"] = task.skipped
+    splits = embedded_splits(params)
+    ranks, reports, right = evaluate_methods(splits, params)
+    test = splits["test"].task
+    detail = retrieval_detail(ranks, reference="lora" if "lora" in ranks else None, bank=len(test.bank))
+    detail["queries_skipped"] = test.skipped
+    detail["openset"] = openset_detail(reports, right, params)
     with atomic_dir(RETRIEVAL_RESULTS) as scratch:
-        ranks_table(task, ranks).to_csv(scratch / RANKS_FILE, index=False)
+        ranks_table(test, ranks, right).to_csv(scratch / RANKS_FILE, index=False)
+        write_json(scratch / VERDICT_JSON.name, verdict_config(detail["openset"]))
     write_json(RETRIEVAL_REPORT, detail)
     write_json(RETRIEVAL_METRICS, lean_metrics(detail))
     print(summary(detail))

@@ -1,11 +1,15 @@
-"""search: the bank questions closest to a question, from the index that `dvc repro` built.
+"""search: has a question been answered, and where? The verdict, then the closest bank questions,
+from the index that `dvc repro` built.
 
     python -m stages.search "Can I drink alcohol after antibiotics?" [--k 5] [--json]
     python -m stages.search --csv queries.csv --out found.csv     # a column `question`; --out - for stdout
 
-Each hit comes with its cosine and the bi-encoder's calibrated P(similar) = sigmoid(scale * cosine +
-bias); hits at or above its threshold are marked similar. Only the exported model (models/merged,
-through sentence-transformers) and the index (models/index) are loaded: no PEFT, no training code.
+The verdict is `already answered: "<question>" (id 123, P = 0.93)` or `no match (best P = 0.41,
+threshold 0.62)`: P is the calibrated probability that the top hit answers the question, and the
+threshold was chosen on the validation split for retrieval.false_match_cost (docs/retrieval.md).
+Each hit comes with its score (retrieval.method's: fusion's cos(zero-shot) + w x cos(LoRA) by
+default) and its P. Only sentence-transformers models and the index are loaded (mqp.search): no PEFT,
+no training code.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ import pandas as pd
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
-from mqp.paths import INDEX_DIR, MERGED_DIR
-from mqp.retrieval import encode, hnsw_top_k, load_exported, load_hnsw, load_index, probability, read_index_meta, top_k
+from mqp.paths import INDEX_DIR
+from mqp.search import Searcher, verdict_table
 
 QUERY_COLUMN = "question"
-COLUMNS = ["query", "rank", "id", "question", "cosine", "prob_similar", "similar"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,34 +59,17 @@ def read_queries(path: str) -> list[str]:
     return queries.tolist()
 
 
-def search(queries: list[str], k: int, retrieval, batch_size: int | str) -> pd.DataFrame:
-    """The top k bank questions of each query, one row per hit (COLUMNS)."""
-    model, calibration = load_exported(MERGED_DIR)
-    meta = read_index_meta(INDEX_DIR)
-    if meta.get("architecture") != "bi-encoder":
-        raise PipelineError(f"the index in {INDEX_DIR} was built for a cross-encoder: run `dvc repro index`")
-    index = load_index(INDEX_DIR)
-    vectors = encode(model, queries, batch_size)
-    if vectors.shape[1] != index.embeddings.shape[1]:
-        raise PipelineError(f"{INDEX_DIR} holds {index.embeddings.shape[1]}-dimensional embeddings, {MERGED_DIR} "
-                            f"makes {vectors.shape[1]}: run `dvc repro index`")
-    if retrieval.search == "hnsw":
-        scores, positions = hnsw_top_k(load_hnsw(INDEX_DIR), vectors, k, retrieval.hnsw_ef_search)
-    else:
-        scores, positions = top_k(index.embeddings, vectors, k)
-    probs = probability(scores, calibration)
-    rows = [(query, rank + 1, index.ids[position], index.texts[position], round(float(score), 4),
-             round(float(prob), 4), bool(prob >= calibration["threshold"]))
-            for query, hit_scores, hit_positions, hit_probs in zip(queries, scores, positions, probs)
-            for rank, (score, position, prob) in enumerate(zip(hit_scores, hit_positions, hit_probs))]
-    return pd.DataFrame(rows, columns=COLUMNS)
+def with_verdicts(hits: pd.DataFrame, verdicts) -> pd.DataFrame:
+    """The hits with their query's verdict, matched id and P on every row (batch output)."""
+    table = verdict_table(verdicts).drop(columns=["match_question"]).rename(columns={"p_answered": "verdict_p"})
+    return table.merge(hits, on="query", how="right")[["query", "verdict", "match_id", "verdict_p", "threshold",
+                                                        *hits.columns.drop("query")]]
 
 
 def table_text(hits: pd.DataFrame) -> str:
-    lines = ["rank  P(similar)  cosine  question (id)"]
+    lines = ["rank  P(answered)  score  question (id)"]
     for hit in hits.itertuples():
-        mark = "similar  " if hit.similar else "         "
-        lines.append(f"{hit.rank:>4}  {hit.prob_similar:.4f} {mark}{hit.cosine:+.3f}  {hit.question} (id {hit.id})")
+        lines.append(f"{hit.rank:>4}  {hit.p_answered:.4f}  {hit.score:+.3f}  {hit.question} (id {hit.id})")
     return "\n".join(lines)
 
 
@@ -91,22 +77,29 @@ def table_text(hits: pd.DataFrame) -> str:
 def main(params, argv=None) -> None:
     args = parse_args(argv)
     k = args.k or params.retrieval.k
-    if args.csv:
-        hits = search(read_queries(args.csv), k, params.retrieval, params.eval.batch_size)
-        if args.out and args.out != "-":
-            hits.to_csv(args.out, index=False)
-            print(f"search: {hits['query'].nunique()} queries, top {k} each, {int(hits['similar'].sum())} hits "
-                  f"marked similar -> {args.out}")
-        else:
-            print(hits.to_csv(index=False), end="")
-        return
-    if not args.question.strip():
+    if args.question is not None and not args.question.strip():
         raise PipelineError("the question is empty: give the question to look up")
-    hits = search([args.question.strip()], k, params.retrieval, params.eval.batch_size)
+    searcher = Searcher.load(INDEX_DIR, params.eval.batch_size)
+    if args.csv:
+        hits, verdicts = searcher.search(read_queries(args.csv), k)
+        table = with_verdicts(hits, verdicts)
+        if args.out and args.out != "-":
+            table.to_csv(args.out, index=False, float_format="%.4f")
+            answered = sum(v.answered for v in verdicts)
+            print(f"search: {len(verdicts)} queries, {answered} already answered, {len(verdicts) - answered} no match; "
+                  f"top {k} each -> {args.out}")
+        else:
+            print(table.to_csv(index=False, float_format="%.4f"), end="")
+        return
+    question = args.question.strip()
+    hits, (verdict,) = searcher.search([question], k)
     if args.json:
-        print(json.dumps({"query": args.question.strip(),
+        print(json.dumps({"query": question, "verdict": "already answered" if verdict.answered else "no match",
+                          "match_id": verdict.match_id, "match_question": verdict.match_question,
+                          "p_answered": verdict.p_answered, "threshold": verdict.threshold,
                           "hits": hits.drop(columns="query").to_dict(orient="records")}, indent=2))
     else:
+        print(verdict.text())
         print(table_text(hits))
 
 

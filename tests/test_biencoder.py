@@ -8,7 +8,7 @@ import torch
 
 from helpers import QUESTIONS_1, QUESTIONS_2, STAGES, read_json, tiny_params
 from mqp import paths
-from mqp.biencoder import RANKING_SCALE, BiEncoder, pool, ranking_loss
+from mqp.biencoder import RANKING_SCALE, BiEncoder, batch_negatives_loss, pool, ranking_loss
 from mqp.inference import score_pairs
 from mqp.lora import HEAD_FILE, with_lora
 from mqp.models import base_model, load_tokenizer
@@ -68,6 +68,36 @@ def test_ranking_weight_adds_the_ranking_loss_while_training_only(tiny_bert):
         model.train()
         model.encoder.eval()  # no dropout, so the embeddings above are the training pass's
         torch.testing.assert_close(model(labels=labels, **inputs).loss, bce + 0.5 * ranking_loss(first, second, labels))
+
+
+def test_batch_negatives_loss_by_hand():
+    """Each question_1 against the other question_1s' rewrites, labelled dissimilar; a question_1's
+    own two pairs (one embedding, embed_each_once) are left out."""
+    first = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    second = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 1.0]]), dim=-1)
+    logit = lambda cosine: 2 * cosine - 1  # noqa: E731
+    cosines = torch.tensor([first[0] @ second[2], first[1] @ second[2], first[2] @ second[0], first[2] @ second[1]])
+    by_hand = torch.nn.functional.binary_cross_entropy_with_logits(logit(cosines), torch.zeros(4))
+    torch.testing.assert_close(batch_negatives_loss(first, second, logit), by_hand)
+    assert batch_negatives_loss(first[:2], second[:2], logit) == 0  # one question_1: no random pair
+
+
+def test_batch_negatives_weight_adds_its_loss_while_training_only(tiny_bert):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.batch_negatives_weight": 0.5})
+    tokenizer = load_tokenizer(params.model)
+    model = base_model(params, tokenizer)
+    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
+    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
+    labels = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        first, second = model.embed(**sides[0]), model.embed(**sides[1])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(model.logit((first * second).sum(-1)), labels.float())
+        model.eval()
+        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce)
+        model.train()
+        model.encoder.eval()
+        torch.testing.assert_close(model(labels=labels, **inputs).loss,
+                                   bce + 0.5 * batch_negatives_loss(first, second, model.logit))
 
 
 def test_a_question_repeated_in_a_batch_is_encoded_once_with_the_same_loss_and_gradients(tiny_bert):

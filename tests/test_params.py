@@ -83,7 +83,7 @@ def test_fold_must_be_below_folds(fold, folds):
 
 def test_ranking_weight_needs_the_bi_encoder():
     assert error_of(repo_params_raw({"model.architecture": "cross-encoder", "train.ranking_weight": 0.5})) == (
-        "invalid params.yaml: params: train.ranking_weight ranks sentence embeddings: it needs "
+        "invalid params.yaml: params: train.ranking_weight scores sentence embeddings: it needs "
         "model.architecture=bi-encoder (got cross-encoder); set it to 0")
     parse_params(repo_params_raw({"model.architecture": "bi-encoder", "train.ranking_weight": 0.5}))
 
