@@ -157,12 +157,15 @@ def paired_outcomes(right_a, right_b) -> dict:
 def pool_openset(folds: list[dict]) -> dict:
     """Fold open-set reports ({method: {sums, auroc}}, comparisons {method: {a_only, b_only, n}})
     pooled: counts added, every figure computed again; AUROC as the folds' mean."""
-    pooled = {"methods": {}, "comparisons": {}}
+    pooled = {"method": folds[0]["method"], "methods": {}, "comparisons": {}}
     for method in folds[0]["methods"]:
         sums = {key: sum(fold["methods"][method]["sums"][key] for fold in folds) for key in COUNTS}
         aurocs = [fold["methods"][method]["top_hit_auroc"] for fold in folds]
         auroc = round(float(np.mean(aurocs)), 6) if None not in aurocs else None
-        pooled["methods"][method] = {**openset_metrics(sums), "top_hit_auroc": auroc, "sums": sums}
+        validation = [fold["methods"][method]["validation_verdict_accuracy"] for fold in folds]
+        pooled["methods"][method] = {**openset_metrics(sums), "top_hit_auroc": auroc,
+                                     "validation_verdict_accuracy_mean": round(float(np.mean(validation)), 6),
+                                     "sums": sums}
     for pair, comparison in folds[0]["comparisons"].items():
         counts = [fold["comparisons"][pair] for fold in folds]
         pooled["comparisons"][pair] = paired_counts(sum(c["a_only"] for c in counts), sum(c["b_only"] for c in counts),

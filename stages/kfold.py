@@ -30,6 +30,7 @@ from mqp.files import write_json
 from mqp.metrics import p_value_text
 from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
 from mqp.provenance import LOCK_FILE
+from mqp.openset import pool_openset
 from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
@@ -194,6 +195,8 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
                    **{model: pooled_model(runs, model) for model in MODELS}}
         if all(run["retrieval"] for run in runs):  # runs queued up to the retrieval stage too
             summary["retrieval"] = pool_retrieval([run["retrieval"] for run in runs])
+            if all("openset" in run["retrieval"] for run in runs):
+                summary["openset"] = pool_openset([run["retrieval"]["openset"] for run in runs])
         summaries.append(summary)
     if not summaries:
         raise PipelineError("no configuration has all its folds finished yet: see `dvc queue status`")
@@ -220,6 +223,29 @@ def markdown(summary: dict) -> str:
                      f"| {s['roc_auc_mean']:.4f} ± {s['roc_auc_std']:.4f} | {paired} |")
     if "retrieval" in summary:
         lines += ["", retrieval_markdown(summary["retrieval"])]
+    if "openset" in summary:
+        lines += ["", openset_markdown(summary["openset"], summary["retrieval"])]
+    return "\n".join(lines)
+
+
+def openset_markdown(openset: dict, retrieval: dict) -> str:
+    """The pooled open-set table: each method's verdict accuracy, its halves, precision and recall@1,
+    and its paired difference with zero-shot and with LoRA."""
+    first = next(iter(openset["methods"].values()))
+    lines = [f"Already answered? ({first['verdicts']} verdicts of {first['n']} queries, thresholds chosen on each "
+             f"fold's validation split; search uses {openset['method']})", "",
+             "| method | verdict accuracy [95% CI] | duplicates found | \"no match\" right | precision | recall@1 "
+             "| − zero-shot [95% CI], McNemar p | − LoRA [95% CI], McNemar p |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for method, m in openset["methods"].items():
+        versus = []
+        for reference in ("zeroshot", "lora"):
+            c = openset["comparisons"].get(f"{method}-{reference}")
+            versus.append(f"{c['accuracy_diff']:+.3f} {interval(c['diff_ci_low'], c['diff_ci_high'], True)}, "
+                          f"p {p_value_text(c['mcnemar_p'])}" if c else "")
+        lines.append(f"| {method} | {m['verdict_accuracy']:.4f} {interval(m['verdict_accuracy_ci_low'], m['verdict_accuracy_ci_high'])} "
+                     f"| {m['found_rate']:.4f} | {m['no_match_rate']:.4f} | {m['precision']:.4f} "
+                     f"| {retrieval['methods'][method]['recall_at_1']:.4f} | {versus[0]} | {versus[1]} |")
     return "\n".join(lines)
 
 
