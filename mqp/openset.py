@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mqp.retrieval import query_blocks
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
@@ -135,6 +136,18 @@ def openset_metrics(sums: dict) -> dict:
         metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = (proportion_ci(sums[count], sums[total])
                                                                 if sums[total] else (None, None))
     return metrics
+
+
+def precision_recall(hits: TopHits, relevant) -> pd.DataFrame:
+    """The verdict's precision ("already answered" with the right top hit, of all said) and recall
+    (of the n answers in the bank, those found and said) at every threshold, highest first."""
+    scores, hit_right, _ = verdict_instances(hits, relevant)
+    order = np.argsort(-scores, kind="stable")
+    said = np.arange(1, len(scores) + 1)
+    right = np.cumsum(hit_right[order])
+    last = np.concatenate([scores[order][:-1] > scores[order][1:], [True]])  # one point per distinct score
+    return pd.DataFrame({"threshold": np.round(scores[order][last], 6), "precision": np.round(right[last] / said[last], 6),
+                         "recall": np.round(right[last] / len(hits.found), 6)})
 
 
 def top_hit_auroc(hits: TopHits, relevant) -> float | None:

@@ -56,6 +56,8 @@ RANKS_FILE = "ranks.csv"
 # Inside it: the verdict search says (method, fusion weight, threshold, calibration), chosen on
 # validation; the index stage reads it.
 VERDICT_JSON = RETRIEVAL_RESULTS / "verdict.json"
+# And the verdict's precision and recall at every threshold (search's method, test split), for dvc plots.
+VERDICT_CURVE_CSV = RETRIEVAL_RESULTS / "verdict_precision_recall.csv"
 # Stage index: the question bank embedded by the exported model, read by `python -m stages.search`.
 INDEX_DIR = Path("models/index")
 # The files inside it: embeddings (one unit row per question), the bank (id, question), what was

@@ -24,8 +24,8 @@ import pandas as pd
 
 from mqp.errors import PipelineError
 from mqp.openset import probability
-from mqp.paths import INDEX_DIR
-from mqp.retrieval import encode, hnsw_top_k, load_exported, load_hnsw, load_index, read_index_meta, top_k
+from mqp.paths import INDEX_DIR, MERGED_DIR
+from mqp.retrieval import BI_ENCODER_NEEDED, Index, encode, hnsw_top_k, load_exported, load_hnsw, load_index, read_index_meta, top_k
 
 COLUMNS = ["query", "rank", "id", "question", "score", "p_answered"]
 VERDICT_COLUMNS = ["query", "verdict", "match_id", "match_question", "p_answered", "threshold"]
@@ -64,16 +64,19 @@ class Verdict:
 class Searcher:
     """An index on disk with the encoders its method needs, loaded once."""
 
-    def __init__(self, meta: dict, encoders: dict, vectors: np.ndarray, ids: list[str], texts: list[str], hnsw=None):
-        self.meta, self.encoders, self.vectors, self.ids, self.texts, self.hnsw = meta, encoders, vectors, ids, texts, hnsw
+    def __init__(self, meta: dict, encoders: dict, index: Index, hnsw=None, batch_size: int | str = "auto"):
+        self.meta, self.encoders, self.hnsw, self.batch_size = meta, encoders, hnsw, batch_size
+        self.vectors, self.ids, self.texts = index.embeddings, index.ids, index.texts
         self.verdict_config = meta["verdict"]
 
     @classmethod
-    def load(cls, folder: Path | str = INDEX_DIR, batch_size: int | str = "auto") -> Searcher:
+    def load(cls, folder: Path | str = INDEX_DIR, batch_size: int | str = "auto", ef_search: int | None = None) -> Searcher:
+        """The index in `folder` and its encoders; HNSW searches with ef_search candidates (default:
+        retrieval.hnsw_ef_search when the index was built)."""
         folder = Path(folder)
         meta = read_index_meta(folder)
         if meta.get("architecture") != "bi-encoder":
-            raise PipelineError(f"the index in {folder} was built for a cross-encoder: run `dvc repro index`")
+            raise PipelineError(BI_ENCODER_NEEDED.format(folder=MERGED_DIR))
         if "verdict" not in meta:
             raise PipelineError(f"the index in {folder} has no verdict (built by an older version): run `dvc repro index`")
         index = load_index(folder)
@@ -84,9 +87,9 @@ class Searcher:
         if "lora" in meta["encoders"]:
             encoders["lora"], _ = load_exported(Path(meta["encoders"]["lora"]["path"]))
         hnsw = load_hnsw(folder) if meta.get("search") == "hnsw" else None
-        searcher = cls(meta, encoders, index.embeddings, index.ids, index.texts, hnsw)
-        searcher.batch_size = batch_size
-        return searcher
+        if ef_search is not None:
+            meta = {**meta, "hnsw_ef_search": ef_search}
+        return cls(meta, encoders, index, hnsw, batch_size)
 
     def embed(self, queries: list[str]) -> np.ndarray:
         """The queries' vectors in the index's space (fusion: both encoders side by side)."""

@@ -25,9 +25,9 @@ from mqp.lora import load_trained
 from mqp.metrics import paired_text
 from mqp.models import device, load_encoder, load_tokenizer
 from mqp.openset import (calibration, choose_threshold, openset_metrics, openset_sums, outcomes, paired_outcomes,
-                         top_hit_auroc, top_hits)
+                         precision_recall, top_hit_auroc, top_hits)
 from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
-                       VERDICT_JSON)
+                       VERDICT_CURVE_CSV, VERDICT_JSON)
 from mqp.retrieval import RankingTask, bm25_scores, ranking_task
 from mqp.splits import load_split
 from mqp.stats import retrieval_detail
@@ -110,15 +110,15 @@ def best_fusion_weight(validation: Split, weights: list[float], cost: float) -> 
     return min(weights, key=validation_cost)
 
 
-def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict]:
-    """Each method's test ranks, its open-set report (threshold chosen on validation) and its
-    per-verdict outcomes on the test split."""
+def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict, dict]:
+    """Each method's test ranks, its open-set report (threshold chosen on validation), its
+    per-verdict outcomes and its verdict's precision-recall curve on the test split."""
     cost = params.retrieval.false_match_cost
     validation, test = splits["validation"], splits["test"]
     weight = (best_fusion_weight(validation, params.retrieval.fusion_weights, cost)
               if "lora" in test.vectors else None)
     validation_rows, test_rows = scorers(validation, weight), scorers(test, weight)
-    ranks, reports, right = {}, {}, {}
+    ranks, reports, right, curves = {}, {}, {}, {}
     for method, rows in test_rows.items():
         ranks[method] = test.task.ranks_by(rows)
         chosen = hits_of(validation, validation_rows[method])
@@ -131,7 +131,8 @@ def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict
                                                                                        threshold))["verdict_accuracy"],
                            **({"fusion_weight": weight} if method == "fusion" else {}), "sums": sums}
         right[method] = outcomes(hits, test.task.relevant, threshold)
-    return ranks, reports, right
+        curves[method] = precision_recall(hits, test.task.relevant)
+    return ranks, reports, right, curves
 
 
 def openset_detail(reports: dict, right: dict, params) -> dict:
@@ -208,7 +209,7 @@ def summary(detail: dict) -> str:
 @stage("retrieval")
 def main(params) -> None:
     splits = embedded_splits(params)
-    ranks, reports, right = evaluate_methods(splits, params)
+    ranks, reports, right, curves = evaluate_methods(splits, params)
     test = splits["test"].task
     detail = retrieval_detail(ranks, reference="lora" if "lora" in ranks else None, bank=len(test.bank))
     detail["queries_skipped"] = test.skipped
@@ -216,6 +217,7 @@ def main(params) -> None:
     with atomic_dir(RETRIEVAL_RESULTS) as scratch:
         ranks_table(test, ranks, right).to_csv(scratch / RANKS_FILE, index=False)
         write_json(scratch / VERDICT_JSON.name, verdict_config(detail["openset"]))
+        curves[detail["openset"]["method"]].to_csv(scratch / VERDICT_CURVE_CSV.name, index=False)
     write_json(RETRIEVAL_REPORT, detail)
     write_json(RETRIEVAL_METRICS, lean_metrics(detail))
     print(summary(detail))

@@ -79,7 +79,7 @@ def main(params, argv=None) -> None:
     k = args.k or params.retrieval.k
     if args.question is not None and not args.question.strip():
         raise PipelineError("the question is empty: give the question to look up")
-    searcher = Searcher.load(INDEX_DIR, params.eval.batch_size)
+    searcher = Searcher.load(INDEX_DIR, params.eval.batch_size, params.retrieval.hnsw_ef_search)
     if args.csv:
         hits, verdicts = searcher.search(read_queries(args.csv), k)
         table = with_verdicts(hits, verdicts)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from helpers import REPO, dvc, make_project, read_json, run, run_queue
 from mqp import paths
+from mqp.openset import pool_openset
 from mqp.stats import pool_retrieval, retrieval_detail
 from stages.kfold import markdown, summarise
 
@@ -133,6 +134,7 @@ def check_kfold_and_sweep(project) -> None:
         for model in ("base", "zeroshot", "lora"):
             assert f"| {model} | {summary[model]['accuracy']:.4f}" in result.stdout
         assert summary["retrieval"]["folds"] == 2 and summary["retrieval"]["methods"]["lora"]["n"] == 48  # every query
+        assert summary["openset"]["methods"]["fusion"]["verdicts"] == 96 and "Already answered?" in result.stdout
     assert json.dumps(summaries)  # plain JSON
 
     out = run([sys.executable, "-m", "stages.sweep", "--reference", "lora.r=4", "--csv", "sweep.csv"], cwd=project).stdout
@@ -167,6 +169,25 @@ def test_retrieval_pools_over_the_folds_when_every_fold_has_it():
     assert "Retrieval (6 queries over 2 folds" in markdown(summary)
     del REPORTS[runs[1]["rev"]][str(paths.RETRIEVAL_REPORT)]  # one fold without: no pooled retrieval
     assert "retrieval" not in summarise(exp_show(*runs), read_report)[0]
+
+
+def test_open_set_verdicts_pool_over_the_folds():
+    """Each fold's open-set report (counts, paired counts) is added up by mqp.openset.pool_openset,
+    and the table shows each method's verdicts with its recall@1."""
+    from test_openset import fold_report
+
+    runs = [fake_run(fold, {"base": 5, "zeroshot": 7, "lora": 9}, timestamp=f"2026-11-28T12:0{fold}:00") for fold in (0, 1)]
+    reports = []
+    for fold, run_ in enumerate(runs):
+        ranks = {"a": (np.array([1, 1, 2 + fold]), np.array([3, 2, 1])), "b": (np.array([1, 2, 3]), np.array([2, 1, 1]))}
+        reports.append(fold_report(fold)[0])
+        REPORTS[run_["rev"]][str(paths.RETRIEVAL_REPORT)] = {**retrieval_detail(ranks, "a", bank=6), "openset": reports[-1]}
+    summary, = summarise(exp_show(*runs), read_report)
+    assert summary["openset"] == pool_openset(reports) and summary["openset"]["methods"]["a"]["verdicts"] == 120
+    table = markdown(summary)
+    assert "Already answered? (120 verdicts of 60 queries" in table
+    a = summary["openset"]["methods"]["a"]
+    assert f"| a | {a['verdict_accuracy']:.4f} [{a['verdict_accuracy_ci_low']:.3f}, {a['verdict_accuracy_ci_high']:.3f}]" in table
 
 
 def test_runs_of_older_commits_are_read_in_todays_params():

@@ -132,3 +132,14 @@ def test_pooling_folds_is_computing_on_all_their_verdicts_at_once():
     assert pooled["methods"]["a"]["verdict_accuracy"] == pytest.approx(right_a.mean(), abs=1e-6)
     assert pooled["methods"]["a"]["verdicts"] == 180 and pooled["methods"]["b"]["n"] == 90
     assert pooled["comparisons"]["a-b"] == paired_counts(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)), 180)
+
+
+def test_precision_recall_by_hand():
+    """Thresholds at each distinct score, highest first: 0.9 and 0.8 are right top hits, 0.7 a
+    trap, the two 0.6s a wrong hit and a trap (one point), 0.4 a trap; 3 answers in the bank."""
+    from mqp.openset import precision_recall
+
+    curve = precision_recall(hand_hits(), RELEVANT)
+    assert curve["threshold"].tolist() == [0.9, 0.8, 0.7, 0.6, 0.4]
+    assert curve["precision"].tolist() == pytest.approx([1, 1, 2 / 3, 2 / 5, 2 / 6], abs=1e-6)
+    assert curve["recall"].tolist() == pytest.approx([1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3], abs=1e-6)

@@ -11,10 +11,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import commit, copy_project, dvc, one_error_line, read_json, run, set_params
 from mqp import paths
 from mqp.metrics import p_value_text
+from mqp.openset import probability
 from mqp.retrieval import BI_ENCODER_NEEDED, ranking_task
 from mqp.stats import retrieval_detail
 
@@ -31,19 +33,42 @@ def search(project, *args: str, check: bool = True):
     return run([sys.executable, "-c", NO_PEFT, *args], cwd=project, check=check, env={"HF_HUB_OFFLINE": "1"})
 
 
+METHODS = {"zeroshot", "lora", "wise", "fusion", "bm25"}
+
+
 def test_repro_writes_the_retrieval_metrics(trained_project):
     project, log = trained_project
     assert "Running stage 'retrieval'" in log and "Running stage 'index'" in log
     detail = read_json(project / paths.RETRIEVAL_REPORT)
     lean = read_json(project / paths.RETRIEVAL_METRICS)
-    lora, versus = detail["methods"]["lora"], detail["comparisons"]["zeroshot"]["recall_at_1"]
-    assert lean == {"n": lora["n"], "acc": round(lora["recall_at_1"], 4),
-                    "acc_ci": f"{lora['recall_at_1_ci_low']:.3f}-{lora['recall_at_1_ci_high']:.3f}",
+    openset = detail["openset"]
+    fusion, versus = openset["methods"]["fusion"], openset["comparisons"]["fusion-zeroshot"]
+    assert openset["method"] == "fusion"  # params.yaml's retrieval.method
+    assert lean == {"n": fusion["verdicts"], "acc": round(fusion["verdict_accuracy"], 4),
+                    "acc_ci": f"{fusion['verdict_accuracy_ci_low']:.3f}-{fusion['verdict_accuracy_ci_high']:.3f}",
+                    # the top hit's AUROC, where the tiny model got some top hits right and some wrong
+                    **({"auc": round(fusion["top_hit_auroc"], 4)} if fusion["top_hit_auroc"] is not None else {}),
                     "vs_zeroshot": f"{100 * versus['accuracy_diff']:+.1f} p={p_value_text(versus['mcnemar_p'])}"}
-    assert set(detail["methods"]) == {"zeroshot", "lora", "bm25"} and set(detail["comparisons"]) == {"zeroshot", "bm25"}
+    assert set(detail["methods"]) == set(openset["methods"]) == METHODS
+    assert set(detail["comparisons"]) == METHODS - {"lora"}
+    assert set(openset["comparisons"]) == ({f"{m}-zeroshot" for m in METHODS - {"zeroshot"}}
+                                           | {f"{m}-lora" for m in METHODS - {"lora"}})
+    weights = yaml.safe_load((project / paths.PARAMS_FILE).read_text())["retrieval"]["fusion_weights"]
+    assert fusion["fusion_weight"] in weights
     test = pd.read_csv(project / paths.split_csv("test"), dtype={"question_1": str, "question_2": str})
     assert detail["bank"] == len(set(test["question_1"]) | set(test["question_2"]))
     assert detail["methods"]["bm25"]["n"] == test["question_1"].nunique() and detail["queries_skipped"] == 0
+    assert fusion["verdicts"] == 2 * fusion["n"] == 2 * test["question_1"].nunique()
+
+
+def test_the_verdict_index_and_search_use_is_the_one_chosen_on_validation(trained_project):
+    project, _ = trained_project
+    openset = read_json(project / paths.RETRIEVAL_REPORT)["openset"]
+    chosen = openset["methods"]["fusion"]
+    verdict = read_json(project / paths.VERDICT_JSON)
+    assert verdict == {"method": "fusion", "fusion_weight": chosen["fusion_weight"], "threshold": chosen["threshold"],
+                       "calibration": chosen["calibration"], "false_match_cost": 1.0}
+    assert read_json(project / paths.INDEX_DIR / paths.INDEX_META)["verdict"] == verdict
 
 
 def test_the_ranks_file_gives_the_metrics(trained_project):
@@ -54,22 +79,26 @@ def test_the_ranks_file_gives_the_metrics(trained_project):
     assert ranks["query"].tolist() == [task.bank[i] for i in task.queries]
     assert ranks["similar"].tolist() == [task.bank[i] for i in task.relevant]
     methods = {m: (ranks[f"{m}_rank_similar"].astype(int).to_numpy(), ranks[f"{m}_rank_dissimilar"].astype(int).to_numpy())
-               for m in ("zeroshot", "lora", "bm25")}
+               for m in ("zeroshot", "lora", "wise", "fusion", "bm25")}
     expected = retrieval_detail(methods, "lora", len(task.bank))
     detail = read_json(project / paths.RETRIEVAL_REPORT)
     assert detail["methods"] == expected["methods"] and detail["comparisons"] == expected["comparisons"]
+    for method, report in detail["openset"]["methods"].items():  # each query's two verdicts
+        found, no_match = ranks[f"{method}_verdict_found"].astype(int), ranks[f"{method}_verdict_no_match"].astype(int)
+        assert (found.sum(), no_match.sum()) == (report["sums"]["found"], report["sums"]["no_match"])
+        assert (found <= (ranks[f"{method}_rank_similar"].astype(int) == 1)).all()  # found: the rewrite came first
 
 
 def test_dvc_metrics_show_puts_retrieval_in_the_models_columns(trained_project):
-    """Recall@1 is the search's accuracy: it shares acc, acc_ci, n and vs_zeroshot with the models'
-    rows, so `dvc metrics show` gains a row and no column."""
+    """The verdict accuracy is the search's accuracy: it shares acc, acc_ci, auc (the top hit's),
+    n and vs_zeroshot with the models' rows, so `dvc metrics show` gains a row and no column."""
     project, _ = trained_project
     shown = dvc("metrics", "show", cwd=project).stdout.splitlines()
     lean = read_json(project / paths.RETRIEVAL_METRICS)
     assert shown[0].split() == ["Path", "acc", "acc_ci", "auc", "f1", "n", "n_dropped", "vs_base", "vs_zeroshot"]
     row, = [line.split() for line in shown if line.startswith(str(paths.RETRIEVAL_METRICS))]
-    assert row == [str(paths.RETRIEVAL_METRICS), str(lean["acc"]), lean["acc_ci"], "-", "-", str(lean["n"]), "-", "-",
-                   *lean["vs_zeroshot"].split()]
+    assert row == [str(paths.RETRIEVAL_METRICS), str(lean["acc"]), lean["acc_ci"], str(lean.get("auc", "-")), "-",
+                   str(lean["n"]), "-", "-", *lean["vs_zeroshot"].split()]
     assert "detail" not in "\n".join(shown)  # the reports are no metrics files
 
 
@@ -81,29 +110,39 @@ def test_the_index_holds_every_mqp_question(trained_project):
         table = pd.read_csv(project / paths.split_csv(split), dtype=str, keep_default_na=False)
         questions |= set(table["question_1"]) | set(table["question_2"])
     assert bank["question"].tolist() == sorted(questions) and bank["id"].tolist() == [str(i) for i in range(1, len(bank) + 1)]
+    # Fusion's vectors: [zero-shot, sqrt(w) LoRA], each part of unit length.
     embeddings = np.load(project / paths.INDEX_DIR / paths.INDEX_EMBEDDINGS)
-    assert embeddings.shape[0] == len(bank) and np.linalg.norm(embeddings, axis=1) == pytest.approx(1, abs=1e-5)
+    weight = read_json(project / paths.VERDICT_JSON)["fusion_weight"]
+    assert embeddings.shape[0] == len(bank) and embeddings.shape[1] % 2 == 0
+    half = embeddings.shape[1] // 2
+    assert np.linalg.norm(embeddings[:, :half], axis=1) == pytest.approx(1, abs=1e-5)
+    assert np.linalg.norm(embeddings[:, half:], axis=1) == pytest.approx(np.sqrt(weight), abs=1e-5)
 
 
 def test_search_finds_a_bank_question_first_without_peft(trained_project):
+    """A bank question asked again: its fused score is the highest possible, 1 + w; the verdict
+    comes first, each hit's P is the calibration of its score."""
     project, _ = trained_project
     bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
+    verdict = read_json(project / paths.VERDICT_JSON)
     question = bank["question"][3]
     found = json.loads(search(project, question, "--k", "4", "--json").stdout)
     assert found["query"] == question and len(found["hits"]) == 4
     first = found["hits"][0]
     assert (first["rank"], first["id"], first["question"]) == (1, bank["id"][3], question)
-    assert first["cosine"] == pytest.approx(1, abs=1e-3)
-    calibration = read_json(project / paths.MERGED_DIR / paths.CALIBRATION_JSON)
+    assert first["score"] == pytest.approx(1 + verdict["fusion_weight"], abs=1e-3)
     for hit in found["hits"]:
-        expected = 1 / (1 + np.exp(-(calibration["scale"] * hit["cosine"] + calibration["bias"])))
-        assert hit["prob_similar"] == pytest.approx(expected, abs=2e-3)  # from the cosine rounded to 4 places
-        assert hit["similar"] == (hit["prob_similar"] >= calibration["threshold"])
-    cosines = [hit["cosine"] for hit in found["hits"]]
-    assert cosines == sorted(cosines, reverse=True)
+        assert hit["p_answered"] == pytest.approx(float(probability(hit["score"], verdict["calibration"])), abs=2e-3)
+    assert [hit["score"] for hit in found["hits"]] == sorted((hit["score"] for hit in found["hits"]), reverse=True)
+    answered = first["score"] >= verdict["threshold"]
+    assert found["verdict"] == ("already answered" if answered else "no match")
+    assert found["threshold"] == pytest.approx(float(probability(verdict["threshold"], verdict["calibration"])), abs=1e-4)
+    assert (found["match_id"], found["p_answered"]) == ((bank["id"][3] if answered else None), first["p_answered"])
     table = search(project, question, "--k", "2").stdout.splitlines()
-    assert table[0] == "rank  P(similar)  cosine  question (id)" and len(table) == 3
-    assert table[1].startswith("   1  ") and table[1].endswith(f"{question} (id {bank['id'][3]})")
+    assert table[0] == (f'already answered: "{question}" (id {bank["id"][3]}, P = {first["p_answered"]:.2f})' if answered
+                        else f"no match (best P = {first['p_answered']:.2f}, threshold {found['threshold']:.2f})")
+    assert table[1] == "rank  P(answered)  score  question (id)" and len(table) == 4
+    assert table[2].startswith("   1  ") and table[2].endswith(f"{question} (id {bank['id'][3]})")
 
 
 def test_search_csv_batch(trained_project, tmp_path):
@@ -113,12 +152,28 @@ def test_search_csv_batch(trained_project, tmp_path):
     pd.DataFrame({"question": [bank["question"][0], "Is my cough contagious?"]}).to_csv(queries, index=False)
     out = tmp_path / "found.csv"
     printed = search(project, "--csv", str(queries), "--out", str(out), "--k", "3").stdout
-    found = pd.read_csv(out, dtype={"id": str}, keep_default_na=False)
-    assert printed.startswith(f"search: 2 queries, top 3 each, {int(found['similar'].sum())} hits marked similar")
-    assert list(found.columns) == ["query", "rank", "id", "question", "cosine", "prob_similar", "similar"]
+    found = pd.read_csv(out, dtype={"id": str, "match_id": str}, keep_default_na=False)
+    answered = found.groupby("query", sort=False)["verdict"].first().eq("already answered").sum()
+    assert printed.startswith(f"search: 2 queries, {answered} already answered, {2 - answered} no match; top 3 each")
+    assert list(found.columns) == ["query", "verdict", "match_id", "verdict_p", "threshold", "rank", "id", "question",
+                                   "score", "p_answered"]
     assert found["rank"].tolist() == [1, 2, 3, 1, 2, 3] and found["question"][0] == bank["question"][0]
-    one = json.loads(search(project, "Is my cough contagious?", "--k", "3", "--json").stdout)["hits"]
-    assert found["id"][3:].tolist() == [hit["id"] for hit in one]
+    one = json.loads(search(project, "Is my cough contagious?", "--k", "3", "--json").stdout)
+    assert found["id"][3:].tolist() == [hit["id"] for hit in one["hits"]]
+    assert (found["verdict"][3], found["match_id"][3]) == (one["verdict"], one["match_id"] or "")
+    assert found["score"].map(lambda value: len(f"{value:.4f}")).gt(0).all()
+
+
+@pytest.mark.parametrize("query", ["a", "asdf", "???", "What is the capital of France?", "flu " * 2500,
+                                   "¿Puedo tomar alcohol con antibióticos?", "感冒会传染吗？"])
+def test_odd_queries_get_a_verdict(trained_project, query):
+    """One character, random letters, a question off the topic, 10,000 characters, other languages:
+    each gets a verdict line and its hits, never an error."""
+    project, _ = trained_project
+    lines = search(project, query, "--k", "2").stdout.splitlines()
+    assert re.fullmatch(r'(already answered: ".+" \(id \d+, P = \d\.\d\d\)|no match \(best P = \d\.\d\d, threshold \d\.\d\d\))',
+                        lines[0]), lines[0]
+    assert len(lines) == 4
 
 
 @pytest.fixture
@@ -179,18 +234,19 @@ def test_bad_queries_get_one_line(trained_project, tmp_path, args, message):
 
 def test_search_without_model_or_index(trained_project, tmp_path):
     project = copy_project(trained_project[0], tmp_path / "project")
-    shutil.rmtree(project / paths.INDEX_DIR)
-    assert one_error_line(search(project, "What is flu?", check=False), "search") == (
-        f"search: error: no index in {paths.INDEX_DIR}: run `dvc repro index`")
     shutil.rmtree(project / paths.MERGED_DIR)
     assert one_error_line(search(project, "What is flu?", check=False), "search") == (
         f"search: error: no exported model in {paths.MERGED_DIR}: run `dvc repro export`")
+    shutil.rmtree(project / paths.INDEX_DIR)
+    assert one_error_line(search(project, "What is flu?", check=False), "search") == (
+        f"search: error: no index in {paths.INDEX_DIR}: run `dvc repro index`")
 
 
 @pytest.mark.slow
 def test_cross_encoder_skips_lora_in_retrieval_and_search_says_why(cross_encoder_project, tmp_path, in_project, capsys):
     """A cross-encoder embeds no question alone: the retrieval stage ranks zero-shot and BM25 only,
-    index writes an empty index saying why, and search stops with one line."""
+    its headline is zero-shot's verdicts, index writes an empty index saying why, and search stops
+    with one line."""
     from stages import index, retrieval
 
     project = in_project(copy_project(cross_encoder_project[0], tmp_path / "project"))
@@ -200,7 +256,12 @@ def test_cross_encoder_skips_lora_in_retrieval_and_search_says_why(cross_encoder
     out = capsys.readouterr().out
     detail = read_json(project / paths.RETRIEVAL_REPORT)
     assert set(detail["methods"]) == {"zeroshot", "bm25"} and detail["comparisons"] == {}
-    assert read_json(project / paths.RETRIEVAL_METRICS) == {"vs_zeroshot": "no LoRA (cross-encoder)"}
+    assert detail["openset"]["method"] == "zeroshot" and set(detail["openset"]["comparisons"]) == {"bm25-zeroshot"}
+    zeroshot = detail["openset"]["methods"]["zeroshot"]
+    assert read_json(project / paths.RETRIEVAL_METRICS) == {
+        "n": zeroshot["verdicts"], "acc": round(zeroshot["verdict_accuracy"], 4),
+        "acc_ci": f"{zeroshot['verdict_accuracy_ci_low']:.3f}-{zeroshot['verdict_accuracy_ci_high']:.3f}",
+        **({"auc": round(zeroshot["top_hit_auroc"], 4)} if zeroshot["top_hit_auroc"] is not None else {})}
     assert f"index: skipped, {BI_ENCODER_NEEDED.format(folder=paths.MERGED_DIR)}" in out
     from stages import search as search_stage
 
