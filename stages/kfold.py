@@ -194,13 +194,25 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
                    "revs": [run["rev"] for run in runs], "params": {k: json.loads(v) for k, v in config},
                    **{model: pooled_model(runs, model) for model in MODELS}}
         if all(run["retrieval"] for run in runs):  # runs queued up to the retrieval stage too
-            summary["retrieval"] = pool_retrieval([run["retrieval"] for run in runs])
-            if all("openset" in run["retrieval"] for run in runs):
-                summary["openset"] = pool_openset([run["retrieval"]["openset"] for run in runs])
+            summary.update(pooled_retrieval(label, runs))
         summaries.append(summary)
     if not summaries:
         raise PipelineError("no configuration has all its folds finished yet: see `dvc queue status`")
     return summaries
+
+
+def pooled_retrieval(label: str, runs: list[dict]) -> dict:
+    """The folds' retrieval rankings and open-set verdicts pooled, where every fold measured the
+    same methods (runs of one code version); else none, with a line saying why."""
+    details = [run["retrieval"] for run in runs]
+    if len({tuple(sorted(detail["methods"])) for detail in details}) > 1:
+        print(f"kfold: {label}: the folds' retrieval stages measured other methods (runs of other code versions); "
+              "retrieval left out: run the folds again", file=sys.stderr)
+        return {}
+    pooled = {"retrieval": pool_retrieval(details)}
+    if all("openset" in detail for detail in details):
+        pooled["openset"] = pool_openset([detail["openset"] for detail in details])
+    return pooled
 
 
 def interval(low: float, high: float, signed: bool = False) -> str:
