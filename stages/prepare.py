@@ -1,8 +1,8 @@
-"""prepare: fetch MQP, verify its checksum, validate the rows, and write train/validation/test,
+"""prepare: verify the raw CSV's checksum (stage fetch put it there), validate the rows, and write train/validation/test,
 and the rows it dropped with their line numbers and reasons."""
 
 from mqp.cli import stage
-from mqp.data import drop_counts, fetch_raw, format_drops, read_pairs, split_pairs
+from mqp.data import checked_raw, drop_counts, format_drops, read_pairs, split_pairs
 from mqp.files import atomic_dir, write_json
 from mqp.paths import DATA_METRICS, DATA_REPORT, PREPARED_DIR, REJECTED_CSV, split_csv
 
@@ -26,7 +26,7 @@ def headline(summary: dict) -> dict:
 
 @stage("prepare")
 def main(params) -> None:
-    table, rejected = read_pairs(fetch_raw(params.data))
+    table, rejected = read_pairs(checked_raw(params.data))
     splits = split_pairs(table, params.data)
     with atomic_dir(PREPARED_DIR) as scratch:
         for name, part in splits.items():
