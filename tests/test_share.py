@@ -67,8 +67,8 @@ def test_pushed_outputs_are_in_the_remote(shared):
 
 def test_pulled_clone_has_the_outputs_and_nothing_to_do(shared):
     clone = shared.clone
-    assert not (clone / paths.RAW_CSV).exists()  # prepare could not have run: its input is not here
-    assert output_files(clone, *OUTPUTS) == output_files(shared.project, *OUTPUTS)
+    # The raw CSV travels too (stage fetch's output), so DVC knows the data the results came from.
+    assert output_files(clone, paths.RAW_CSV, *OUTPUTS) == output_files(shared.project, paths.RAW_CSV, *OUTPUTS)
     assert json.loads(dvc("status", "--json", cwd=clone).stdout) == {}
     answer = stage("predict", clone, "Can I drink alcohol after antibiotics?", "Is a beer OK with azithromycin?")
     assert re.fullmatch(r"(similar \(label 1|different \(label 0), P\(similar\) = \d\.\d{4}\)\n", answer.stdout), answer.stdout
