@@ -6,13 +6,13 @@ from mqp.cli import stage
 from mqp.data import MQP_URL, fetch_raw
 from mqp.paths import RAW_CSV
 
+DOWNLOADED = f"fetch: MQP downloaded from {MQP_URL} to {RAW_CSV}"
+KEPT = f"fetch: {RAW_CSV} is there (placed by hand); kept as it is, not downloaded"
+
 
 @stage("fetch")
 def main(params) -> None:
-    if fetch_raw():
-        print(f"fetch: MQP downloaded from {MQP_URL} to {RAW_CSV}")
-    else:
-        print(f"fetch: {RAW_CSV} is there (placed by hand); kept as it is, not downloaded")
+    print(DOWNLOADED if fetch_raw() else KEPT)
 
 
 if __name__ == "__main__":

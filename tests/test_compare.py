@@ -23,7 +23,7 @@ def test_compare_two_runs_gives_evaluates_paired_figures(untrained_project):
     n, a, b = versus["n"], versus["this_only"], versus["other_only"]
     lines = out.splitlines()
     assert lines[0] == f"compare: the same {n} test pairs in both runs"
-    assert re.fullmatch(r"HEAD {8}accuracy 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", lines[1]), lines[1]
+    assert re.fullmatch(r"HEAD {8}accuracy [01]\.\d{4} \[[01]\.\d{4}, [01]\.\d{4}\]", lines[1]), lines[1]
     assert lines[2].startswith("base-model  accuracy ")
     assert lines[3] == (f"HEAD − base-model: {100 * versus['accuracy_diff']:+.1f} points [{100 * versus['diff_ci_low']:+.1f}, "
                         f"{100 * versus['diff_ci_high']:+.1f}], exact McNemar p {p_value_text(versus['mcnemar_p'])} "

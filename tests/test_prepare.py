@@ -120,7 +120,7 @@ def test_fetch_keeps_a_file_placed_by_hand(scratch, capsys, monkeypatch):
     monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
     capsys.readouterr()
     fetch.main()
-    assert capsys.readouterr().out == f"fetch: {RAW_CSV} is there (placed by hand); kept as it is, not downloaded\n"
+    assert capsys.readouterr().out == fetch.KEPT + "\n"
     assert (scratch / RAW_CSV).read_bytes() == before
 
 

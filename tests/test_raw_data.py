@@ -9,6 +9,7 @@ import pytest
 from helpers import commit, dvc, make_project, no_network_prefix, read_json, run, set_params
 from mqp import paths
 from mqp.data import sha256_of
+from stages import fetch
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ def project(tmp_path):
     project = make_project(tmp_path / "project")
     set_params(project, {"data.sha256": sha256_of(project / paths.RAW_CSV)})
     first = dvc("repro", "prepare", cwd=project).stdout
-    assert f"{paths.RAW_CSV} is there (placed by hand); kept as it is, not downloaded" in first
+    assert fetch.KEPT in first
     commit(project, "first run")
     return project
 
