@@ -24,12 +24,8 @@ def main(params) -> None:
         sizes = {split: data[split]["n"] for split in SPLITS}
         (scratch / CARD_FILE).write_text(
             merged_card(params, lora_metrics, sizes, MERGED_DIR, layers, tokenizer.sep_token, calibration), encoding="utf-8")
-    print(summary_line(params.model, lora_metrics))
-
-
-def summary_line(model, lora_metrics: dict) -> str:
-    return (f"export: {model.name} + LoRA merged ({model.architecture}) into {MERGED_DIR}, "
-            f"no PEFT needed; test accuracy {lora_metrics['test']['accuracy']:.4f} in its {CARD_FILE}")
+    print(f"export: {params.model.name} + LoRA merged ({params.model.architecture}) into {MERGED_DIR}, "
+          f"no PEFT needed; test accuracy {lora_metrics['test']['accuracy']:.4f} in its {CARD_FILE}")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
-"""The README's quoted run figures are the committed run's: its `dvc metrics show` table is what that
-command prints in a checkout of HEAD, and its stage summary lines are what the stages print from the
-reports committed in HEAD. Both read git, not the workspace, so the suite passes after a user's own
-`dvc repro` or `dvc exp run` has rewritten the workspace's metrics. A committed re-run that changes
-them fails here until the README is updated."""
+"""The README's examples show what they print. Figures of the committed run are the committed run's:
+the `dvc metrics show` table is what that command prints in a checkout of HEAD, the stage summary
+lines and check's lines are what the stages print from the reports committed in HEAD, and predict's
+answer is the committed adapter's. They read git, not the workspace, so the suite passes after a
+user's own `dvc repro` or `dvc exp run` has rewritten the workspace (predict's check then skips: the
+workspace's adapter is another run's). A committed re-run that changes them fails here until the
+README is updated."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from helpers import REPO, dvc, run
 from mqp import paths
+from mqp.compare import report
+from mqp.card import CARD_FILE
 from mqp.metrics import summary_line
-from stages import evaluate, finetune, zeroshot
+from mqp.params import parse_params
+from mqp.stats import paired_counts, proportion_ci
+from stages import check, evaluate, fetch, finetune, prepare, retrieval, zeroshot
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -26,9 +35,13 @@ def block_after(marker: str) -> list[str]:
     return match.group(1).splitlines()
 
 
-def committed(path) -> dict:
+def committed_text(path) -> str:
     """A file as HEAD has it (the workspace's may be the user's own run)."""
-    return json.loads(run(["git", "show", f"HEAD:{path}"], cwd=REPO).stdout)
+    return run(["git", "show", f"HEAD:{path}"], cwd=REPO).stdout
+
+
+def committed(path) -> dict:
+    return json.loads(committed_text(path))
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +63,61 @@ def test_readme_metrics_table_fits_120_columns():
 
 
 def test_readme_stage_lines_are_the_committed_run():
+    """All nine summary lines that `dvc repro` prints, in stage order (fetch's for the file placed by
+    hand); index's timing is the machine's."""
+    params = parse_params(yaml.safe_load(committed_text(paths.PARAMS_FILE)))
     base = committed(paths.BASE_REPORT)
-    expected = [summary_line("baseline", base, "cpu"),
+    expected = [fetch.KEPT,
+                prepare.summary_line(committed(paths.DATA_REPORT), params.data),
+                summary_line("baseline", base, "cpu"),
                 zeroshot.summary(committed(paths.ZEROSHOT_REPORT), "cpu"),
                 finetune.summary_line(committed(paths.TRAIN_REPORT), "cpu"),
-                evaluate.summary(committed(paths.LORA_REPORT), base, "cpu")]
-    assert block_after("stage-lines") == expected
+                evaluate.summary(committed(paths.LORA_REPORT), base, "cpu"),
+                # export's line, as stages/export.py prints it
+                f"export: {params.model.name} + LoRA merged ({params.model.architecture}) into {paths.MERGED_DIR}, "
+                f"no PEFT needed; test accuracy {committed(paths.LORA_REPORT)['test']['accuracy']:.4f} in its {CARD_FILE}",
+                retrieval.summary(committed(paths.RETRIEVAL_REPORT))]
+    lines = block_after("stage-lines")
+    assert lines[:-1] == expected
+    assert re.fullmatch(rf"index: \d+ questions \(.+\) embedded by {paths.MERGED_DIR} into {paths.INDEX_DIR}, "
+                        r"\d+ dimensions, exact search; [\d.]+ s, \d+ questions/s", lines[-1]), lines[-1]
+
+
+def test_readme_check_lines_are_the_committed_run():
+    lora = committed(paths.LORA_REPORT)
+    assert block_after("check")[1:] == [check.verdict(name, lora[f"vs_{name}"])[1] for name in check.GATES]
+
+
+def test_readme_compare_output_is_what_compare_prints_for_its_counts():
+    """The shown comparison recomputed from the counts it shows: both accuracies, the paired difference,
+    its interval and p (the two runs' predictions are not in git)."""
+    lines = block_after("compare")
+    n = int(re.search(r"the same (\d+) test pairs", lines[0]).group(1))
+    names, accuracies = zip(*(re.fullmatch(r"(\S+) +accuracy (0\.\d{4}) .*", line).groups() for line in lines[1:3]))
+    a_only, b_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", lines[3]).groups())
+    result = paired_counts(a_only, b_only, n)
+    for key, accuracy in zip("ab", accuracies):
+        right = round(float(accuracy) * n)
+        result[f"{key}_accuracy"], result[f"{key}_ci"] = right / n, proportion_ci(right, n)
+    assert lines == report(*names, result).splitlines()
+
+
+def workspace_is_the_committed_run() -> bool:
+    """Whether the workspace's adapter is the one the committed params train (no experiment applied)."""
+    same_params = (REPO / paths.PARAMS_FILE).read_text(encoding="utf-8") == committed_text(paths.PARAMS_FILE)
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "finetune", "--json"], cwd=REPO,
+                            capture_output=True, text=True)
+    return same_params and status.returncode == 0 and json.loads(status.stdout or "{}") == {}
+
+
+@pytest.mark.slow
+def test_readme_predict_example_prints_what_it_shows():
+    if not (REPO / paths.ADAPTER_DIR).is_dir() or not workspace_is_the_committed_run():
+        pytest.skip("the workspace's adapter is not the committed run's: `dvc repro` it, or return to it (README)")
+    shown = block_after("predict")
+    command = shown[0].removeprefix("$ python -m mqp predict ")
+    questions = re.findall(r'"([^"]*)"', command)
+    result = run([sys.executable, "-m", "mqp", "predict", *questions], cwd=REPO)
+    assert result.stdout.splitlines() == [shown[2]]
+    model = shown[1].split(", from ")[0]  # the commit is the machine's own run's
+    assert result.stderr.startswith(model + ", from "), result.stderr
