@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def test_pushed_outputs_are_in_the_remote(shared):
 
 def test_pulled_clone_has_the_outputs_and_nothing_to_do(shared):
     clone = shared.clone
-    # The raw CSV travels too (stage fetch's output), so DVC knows the data the results came from.
-    assert output_files(clone, paths.RAW_CSV, *OUTPUTS) == output_files(shared.project, paths.RAW_CSV, *OUTPUTS)
+    assert output_files(clone, *OUTPUTS) == output_files(shared.project, *OUTPUTS)
+    # The raw CSV is not in DVC's cache (stage fetch's output, cache: false): placed as the README says.
+    (clone / paths.RAW_CSV).parent.mkdir(parents=True)
+    shutil.copy(shared.project / paths.RAW_CSV, clone / paths.RAW_CSV)
     assert json.loads(dvc("status", "--json", cwd=clone).stdout) == {}
     answer = stage("predict", clone, "Can I drink alcohol after antibiotics?", "Is a beer OK with azithromycin?")
     assert re.fullmatch(r"(similar \(label 1|different \(label 0), P\(similar\) = \d\.\d{4}\)\n", answer.stdout), answer.stdout
