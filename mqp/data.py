@@ -1,4 +1,4 @@
-"""MQP data for prepare: fetching, checksum, row validation and splitting."""
+"""MQP data for fetch and prepare: the download, the checksum, row validation and splitting."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ COLUMNS = ["dr_id", "question_1", "question_2", "label"]
 DROP_REASONS = ("header row", "label not 0 or 1", "empty question", "conflicting labels", "duplicate pair")
 # rejected.csv: where each dropped row was in the raw CSV, why, and the row as read.
 REJECTED_COLUMNS = ["line", "reason", *COLUMNS]
-# Where prepare downloads MQP when data/raw/mqp.csv is not there (its sha256 is params.yaml's data.sha256).
+# Where stage fetch downloads MQP when data/raw/mqp.csv is not there (its sha256 is params.yaml's data.sha256).
 MQP_URL = "https://raw.githubusercontent.com/curai/medical-question-pair-dataset/master/mqp.csv"
 OFFLINE_HINT = f"place the MQP CSV there yourself: mkdir -p {RAW_CSV.parent} && cp /path/to/mqp.csv {RAW_CSV}"
 
@@ -54,10 +54,19 @@ def download(url: str, dest: Path, timeout: float = 30) -> None:
     os.replace(partial, dest)
 
 
-def fetch_raw(params: DataParams, raw_path: Path = RAW_CSV) -> Path:
-    """The raw CSV: the copy placed by hand if there is one, else MQP downloaded from MQP_URL."""
+def fetch_raw(raw_path: Path = RAW_CSV) -> bool:
+    """Stage fetch: download MQP from MQP_URL unless the raw CSV is there (placed by hand, or
+    downloaded before), which is kept as it is; whether it downloaded."""
+    if raw_path.exists():
+        return False
+    download(MQP_URL, raw_path)
+    return True
+
+
+def checked_raw(params: DataParams, raw_path: Path = RAW_CSV) -> Path:
+    """The raw CSV for prepare, its sha256 checked against data.sha256 (unless null)."""
     if not raw_path.exists():
-        download(MQP_URL, raw_path)
+        raise PipelineError(f"{raw_path} is not there: `dvc repro` downloads MQP to it (stage fetch); {OFFLINE_HINT}")
     if params.sha256 is not None:
         actual = sha256_of(raw_path)
         if actual != params.sha256:

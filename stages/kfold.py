@@ -31,10 +31,10 @@ from mqp.metrics import p_value_text
 from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
 from mqp.provenance import LOCK_FILE
 from mqp.openset import pool_openset
+from mqp.runs import WORKSPACE
 from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
-WORKSPACE = "workspace"  # the rev `dvc exp show` gives the workspace
 
 
 def is_variant_param(key: str) -> bool:

@@ -26,6 +26,9 @@ from mqp.models import load_tokenizer
 from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR, TRAIN_REPORT
 from mqp.provenance import adapter_origin
 
+PAIR = ["question_1", "question_2"]
+CSV_FLOATS = "%.4f"  # prob_similar as written: 4 decimals, 0.9930 not 0.993
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
@@ -44,9 +47,16 @@ def read_pairs_csv(path: str) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise PipelineError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    missing = {"question_1", "question_2"} - set(table.columns)
+    missing = set(PAIR) - set(table.columns)
     if missing:
         raise PipelineError(f"{path} lacks column(s) {', '.join(sorted(missing))}; its header must name question_1 and question_2")
+    if table.empty:
+        raise PipelineError(f"{path} has no pairs below its header")
+    blank = table[PAIR].apply(lambda column: column.str.strip().eq("")).any(axis=1).to_numpy()
+    if blank.any():
+        rows = [str(i + 1) for i in blank.nonzero()[0]]
+        raise PipelineError(f"{path}: row(s) {', '.join(rows[:10])}{' ...' if len(rows) > 10 else ''} (after the header) "
+                            "have an empty question; fill or remove them")
     return table
 
 
@@ -74,22 +84,24 @@ def main(params, argv=None) -> None:
     args = parse_args(argv)
     if args.csv:
         table = read_pairs_csv(args.csv)
+    elif not (args.question_1.strip() and args.question_2.strip()):
+        raise PipelineError("a question is empty: give two questions to compare")
     else:
         table = pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]})
     tokenizer = load_tokenizer(params.model)
     model = load_trained(params, tokenizer, ADAPTER_DIR)
     print(model_line(params), file=sys.stderr)
     probs = score_pairs(model, tokenizer, table["question_1"], table["question_2"], params)
-    table["prob_similar"] = probs.round(4)
+    table["prob_similar"] = probs
     table["label"] = predicted_labels(probs, params.eval.threshold)
     if args.csv is None:
         verdict = "similar" if table["label"][0] else "different"
         print(f"{verdict} (label {table['label'][0]}, P(similar) = {probs[0]:.4f})")
     elif args.out:
-        table.to_csv(args.out, index=False)
+        table.to_csv(args.out, index=False, float_format=CSV_FLOATS)
         print(f"predict: {len(table)} pairs scored, {int(table['label'].sum())} similar -> {args.out}")
     else:
-        print(table.to_csv(index=False), end="")
+        print(table.to_csv(index=False, float_format=CSV_FLOATS), end="")
 
 
 if __name__ == "__main__":

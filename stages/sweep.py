@@ -40,30 +40,11 @@ import yaml
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import (DATA_REPORT, LORA_RESULTS, PARAMS_FILE, PREDICTIONS_CSV, RANKS_FILE, RETRIEVAL_RESULTS, TRAIN_REPORT,
-                       VALIDATION_PREDICTIONS_CSV)
-from mqp.reports import parse_predictions
+from mqp.paths import DATA_REPORT, PARAMS_FILE, RANKS_FILE, RETRIEVAL_RESULTS, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
+from mqp.runs import PAIR, correct_by_pair, paired_answers, predictions_at, read_run_output
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
-from stages.kfold import (WORKSPACE, exp_show_json, finished_entries, flatten, git_lock, git_report, interval,
+from stages.kfold import (exp_show_json, finished_entries, flatten, git_lock, git_report, interval,
                           is_variant_param, stage_is_current, summarise, todays_params)
-
-PAIR = ["question_1", "question_2"]
-
-
-def read_run_output(rev: str, path, parse):
-    """parse() of a run's output: the workspace's file, or the one in an experiment's commit (DVC's
-    cache holds the outputs of queued runs); FileNotFoundError where the run has none."""
-    if rev == WORKSPACE:
-        return parse(path)
-    import dvc.api  # here: only runs of experiments need it, and it is slow to import
-    from dvc.exceptions import PathMissingError
-
-    try:
-        with dvc.api.open(str(path), rev=rev) as source:
-            return parse(source)
-    except PathMissingError:
-        raise FileNotFoundError(path) from None
-
 
 def search_hits_at(rev) -> pd.Series | None:
     """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query,
@@ -95,15 +76,6 @@ def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at) ->
             "vs_reference_recall_at_1_diff": versus["accuracy_diff"], "vs_reference_recall_at_1_mcnemar_p": versus["mcnemar_p"]}
 
 
-def predictions_at(rev: str, file: str = PREDICTIONS_CSV) -> pd.DataFrame:
-    """A run's LoRA predictions (test, or validation with VALIDATION_PREDICTIONS_CSV)."""
-    path = LORA_RESULTS / file
-    try:
-        return read_run_output(rev, path, parse_predictions)
-    except FileNotFoundError:
-        raise PipelineError(f"run {rev[:7]} has no {path}: it ran before evaluate wrote it; run it again") from None
-
-
 @dataclass(frozen=True)
 class Ensemble:
     """Runs of one fold that differ only in train.seed, answering together: the mean P(similar)."""
@@ -128,22 +100,16 @@ def answers(rev: str | Ensemble, read_predictions=predictions_at) -> pd.DataFram
     return read_predictions(rev)
 
 
-def correct_by_pair(predictions: pd.DataFrame) -> pd.Series:
-    """Whether the model got each test pair right, indexed by the pair."""
-    return (predictions["predicted"] == predictions["label"]).set_axis(pd.MultiIndex.from_frame(predictions[PAIR]))
-
-
 def paired_over_folds(revs: list, reference_revs: list, read_predictions=predictions_at) -> dict:
     """A configuration against the reference on the same test pairs of every fold: the discordant
     counts summed over the folds, then the paired difference, its interval and McNemar p."""
     totals = np.zeros(3, dtype=int)
     for fold, (rev, reference_rev) in enumerate(zip(revs, reference_revs)):
-        ours = correct_by_pair(answers(rev, read_predictions))
-        theirs = correct_by_pair(answers(reference_rev, read_predictions))
-        if len(ours) != len(theirs) or not ours.index.isin(theirs.index).all():
-            raise PipelineError(f"fold {fold}: the two configurations were tested on other pairs; "
-                                "compare configurations with the same data params")
-        counts = paired_comparison(ours.to_numpy(), theirs.reindex(ours.index).to_numpy())
+        try:
+            counts = paired_answers(correct_by_pair(answers(rev, read_predictions)),
+                                    correct_by_pair(answers(reference_rev, read_predictions)))
+        except PipelineError as error:
+            raise PipelineError(f"fold {fold}: {error}") from None
         totals += [counts["a_only"], counts["b_only"], counts["n"]]
     return paired_counts(*totals)
 

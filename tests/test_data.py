@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from helpers import MQP_SHA256, SHARED_CSV, UNREACHABLE_URL, csv_bytes, data_params, good_rows, repo_params, write_pairs_csv
 import mqp.data as data_module
-from mqp.data import COLUMNS, drop_counts, fetch_raw, read_pairs, sha256_of
+from mqp.data import COLUMNS, checked_raw, drop_counts, fetch_raw, read_pairs, sha256_of
 from mqp.errors import PipelineError
 from mqp.paths import RAW_CSV
 
@@ -68,15 +68,16 @@ def test_download_from_local_http_server(tmp_path, http_server, monkeypatch):
     expected = hashlib.sha256(source.read_bytes()).hexdigest()
     raw = tmp_path / RAW_CSV
     monkeypatch.setattr(data_module, "MQP_URL", f"{base_url}/mqp.csv")
-    path = fetch_raw(data_params(sha256=expected), raw)
-    assert path == raw and raw.read_bytes() == source.read_bytes()
+    assert fetch_raw(raw) is True
+    assert raw.read_bytes() == source.read_bytes() and checked_raw(data_params(sha256=expected), raw) == raw
     assert not raw.with_name(raw.name + ".part").exists()
 
 
 def test_file_placed_by_hand_is_used_without_network(tmp_path, monkeypatch):
     raw = write_pairs_csv(tmp_path / "mqp.csv")
     monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
-    assert fetch_raw(data_params(), raw) == raw  # the URL is unreachable: never contacted
+    before = raw.read_bytes()
+    assert fetch_raw(raw) is False and raw.read_bytes() == before  # the URL is unreachable: never contacted
 
 
 def test_rejected_rows_carry_their_line_and_reason(tmp_path):
@@ -94,7 +95,7 @@ def test_rejected_rows_carry_their_line_and_reason(tmp_path):
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="shared MQP copy not present")
 def test_shared_mqp_passes_the_pinned_checksum():
     assert data_params(sha256=MQP_SHA256).sha256 == MQP_SHA256 == sha256_of(SHARED_CSV)
-    table, drops = read_counted(fetch_raw(data_params(sha256=MQP_SHA256), SHARED_CSV))
+    table, drops = read_counted(checked_raw(data_params(sha256=MQP_SHA256), SHARED_CSV))
     assert len(table) == 3048 and drops == {}  # no duplicate pair in either order, no conflicting labels
     assert table["question_1"].value_counts().eq(2).all()
 

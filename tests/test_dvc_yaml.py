@@ -21,7 +21,6 @@ PARAMS = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text())
 # Paths in mqp/paths.py that DVC does not track, and why.
 NOT_IN_DVC_YAML = {
     paths.PARAMS_FILE: "DVC reads params.yaml itself, through each stage's params",
-    paths.RAW_CSV: "placed by hand or downloaded by prepare; data.sha256 pins its content",
     paths.TMP_DIR: "scratch space, never an output",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from helpers import REPO, dvc, make_project, read_json, run, run_queue
 from mqp import paths
 from mqp.openset import pool_openset
-from mqp.stats import pool_retrieval, retrieval_detail
+from mqp.stats import paired_counts, pool_retrieval, retrieval_detail
 from stages.kfold import markdown, summarise
 
 
@@ -148,6 +149,19 @@ def check_kfold_and_sweep(project) -> None:
     right = {name: round(summaries[name]["lora"]["accuracy"] * 96) for name in summaries}
     assert int(low["this_only"]) - int(low["reference_only"]) == right["lora.r=2"] - right["lora.r=4"]
     assert float(low["vs_reference_accuracy_diff"]) == pytest.approx((right["lora.r=2"] - right["lora.r=4"]) / 96, abs=1e-6)
+    # `python -m mqp compare` on the same runs, fold by fold: its discordant counts add up to sweep's,
+    # and so do its difference, interval and p.
+    counts = [0, 0, 0]
+    for fold in (0, 1):
+        a, b = summaries["lora.r=2"]["experiments"][fold], summaries["lora.r=4"]["experiments"][fold]
+        out = run([sys.executable, "-m", "mqp", "compare", a, b], cwd=project).stdout
+        a_only, b_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", out).groups())
+        counts = [counts[0] + a_only, counts[1] + b_only, counts[2] + 48]
+        assert "compare: the same 48 test pairs in both runs" in out
+    assert (low["this_only"], low["reference_only"]) == (str(counts[0]), str(counts[1]))
+    pooled = paired_counts(*counts)
+    assert [float(low[f"vs_reference_{key}"]) for key in ("accuracy_diff", "diff_ci_low", "diff_ci_high", "mcnemar_p")] == [
+        pooled[key] for key in ("accuracy_diff", "diff_ci_low", "diff_ci_high", "mcnemar_p")]
     # The README's plot of it, rendered offline.
     run([sys.executable, str(REPO / "plots" / "render_png.py"), "img", "sweep.csv", "--template",
          str(REPO / "plots" / "accuracy_ci.json"), "-x", "lora.r", "-y", "accuracy"], cwd=project)

@@ -2,6 +2,7 @@
 adapter reloaded from disk (the probabilities evaluate wrote); errors are one line."""
 
 import io
+import re
 
 import pandas as pd
 import pytest
@@ -58,7 +59,10 @@ def test_predict_csv_to_stdout(trained_project, tmp_path, in_project, capsys):
     saved[["question_1", "question_2"]].to_csv(pairs, index=False)
     capsys.readouterr()
     predict.main(["--csv", str(pairs)])
-    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    text = capsys.readouterr().out
+    printed = pd.read_csv(io.StringIO(text))
+    # 4 decimals as the README says, trailing zeros kept (0.9930, not 0.993)
+    assert all(re.fullmatch(r"[01]\.\d{4}", row.split(",")[-2]) for row in text.splitlines()[1:]), text[:300]
     assert list(printed.columns) == ["question_1", "question_2", "prob_similar", "label"]
     assert printed["prob_similar"].tolist() == pytest.approx(saved["prob_similar"].round(4).tolist(), abs=1e-4)
     assert printed["label"].tolist() == saved["predicted"].tolist()
@@ -89,3 +93,14 @@ def test_predict_csv_without_question_columns(no_project, capsys):
 def test_predict_needs_two_questions_or_a_csv(no_project, capsys):
     code, err = error_of(["only one"], capsys)
     assert code == 2 and err.endswith("error: give two questions, or --csv FILE\n")
+
+
+@pytest.mark.parametrize("pair", [("", ""), ("Can I drink on antibiotics?", "   ")])
+def test_predict_empty_question_is_one_line(no_project, capsys, pair):
+    assert error_of(list(pair), capsys) == (1, "predict: error: a question is empty: give two questions to compare\n")
+
+
+def test_predict_csv_with_empty_questions_names_the_rows(no_project, capsys):
+    (no_project / "pairs.csv").write_text("question_1,question_2\na,b\n,b\nc, \nd,e\n")
+    assert error_of(["--csv", "pairs.csv"], capsys) == (
+        1, "predict: error: pairs.csv: row(s) 2, 3 (after the header) have an empty question; fill or remove them\n")

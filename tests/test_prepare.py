@@ -1,5 +1,5 @@
 """The prepare stage (`python -m stages.prepare`) end to end in a scratch folder: the summary line,
-DATA_REPORT, DATA_METRICS and the rejected rows; on bad input (a missing file offline, a wrong checksum, a broken CSV) one
+DATA_REPORT, DATA_METRICS and the rejected rows; on bad input (a missing file, offline or not, a wrong checksum, a broken CSV) one
 error line, with the last good outputs left as they were; bad rows dropped and counted."""
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def prepare(project: Path, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def one_line(result: tuple[int, str, str]) -> str:
+def one_line(result: tuple[int, str, str], name: str = "prepare") -> str:
     code, out, err = result
-    assert code == 1 and err.count("\n") == 1 and err.startswith("prepare: error: "), (code, out, err)
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"{name}: error: "), (code, out, err)
     return err.rstrip("\n")
 
 
@@ -88,16 +88,40 @@ def test_prepare_writes_the_splits_and_their_summary(scratch, capsys):
     assert data["rows_read"] == 96 and data["rows_dropped"] == {}
 
 
-def test_prepare_missing_file_offline(scratch, capsys, monkeypatch):
+def test_fetch_missing_file_offline(scratch, capsys, monkeypatch):
+    """Stage fetch downloads a missing file; offline, one line that says how to place it by hand."""
+    from stages import fetch
+
     (scratch / RAW_CSV).unlink()
     monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
-    before = snapshot(scratch)
-    line = one_line(prepare(scratch, capsys))
-    assert line.startswith(f"prepare: error: could not download {UNREACHABLE_URL} (")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        fetch.main()
+    line = one_line((exit_.value.code, *capsys.readouterr()), "fetch")
+    assert line.startswith(f"fetch: error: could not download {UNREACHABLE_URL} (")
     assert line.endswith(f"offline? place the MQP CSV there yourself: mkdir -p {RAW_CSV.parent} "
                          f"&& cp /path/to/mqp.csv {RAW_CSV}")
-    assert snapshot(scratch) == before  # the last good splits and metrics are untouched
     assert not (scratch / RAW_CSV).exists() and not (scratch / RAW_CSV).with_name(RAW_CSV.name + ".part").exists()
+
+
+def test_prepare_missing_file(scratch, capsys):
+    (scratch / RAW_CSV).unlink()
+    before = snapshot(scratch)
+    assert one_line(prepare(scratch, capsys)) == (
+        f"prepare: error: {RAW_CSV} is not there: `dvc repro` downloads MQP to it (stage fetch); place the MQP CSV "
+        f"there yourself: mkdir -p {RAW_CSV.parent} && cp /path/to/mqp.csv {RAW_CSV}")
+    assert snapshot(scratch) == before  # the last good splits and metrics are untouched
+
+
+def test_fetch_keeps_a_file_placed_by_hand(scratch, capsys, monkeypatch):
+    from stages import fetch
+
+    before = (scratch / RAW_CSV).read_bytes()
+    monkeypatch.setattr(data_module, "MQP_URL", UNREACHABLE_URL)
+    capsys.readouterr()
+    fetch.main()
+    assert capsys.readouterr().out == fetch.KEPT + "\n"
+    assert (scratch / RAW_CSV).read_bytes() == before
 
 
 def test_prepare_wrong_checksum(scratch, capsys):

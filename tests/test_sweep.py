@@ -42,7 +42,7 @@ def test_paired_difference_sums_each_folds_discordant_pairs():
 
 def test_other_test_pairs_cannot_be_paired():
     other = predictions([1] * 10).assign(question_1=lambda t: t["question_1"] + " (other split)")
-    with pytest.raises(PipelineError, match="fold 0: the two configurations were tested on other pairs"):
+    with pytest.raises(PipelineError, match="fold 0: the two runs were tested on other pairs"):
         paired_over_folds(["x"], ["r0"], {"x": other, **RUNS}.__getitem__)
 
 
