@@ -22,10 +22,13 @@ from mqp.retrieval import (BI_ENCODER_NEEDED, Index, build_hnsw, drop_lines, enc
 from mqp.search import base_model
 
 
+ENCODER_NAMES = {"zeroshot": "the zero-shot model", "lora": str(MERGED_DIR)}
+
+
 def load_bank(retrieval):
     """(the bank's id and question columns, where it came from)."""
-    if is_mqp_bank(retrieval.bank):
-        return mqp_bank(), "the MQP questions"
+    if is_mqp_bank(retrieval.bank):  # MQP's, or your own pairs' where data/raw holds them
+        return mqp_bank(), f"every question of {retrieval.bank}"
     path = Path(retrieval.bank)
     bank, drops = read_bank_csv(path, retrieval.bank_column)
     for line in drop_lines(path, drops):
@@ -78,9 +81,9 @@ def main(params) -> None:
             "hnsw_ef_search": retrieval.hnsw_ef_search, "encoders": specs, "parts": parts(verdict), "verdict": verdict}
     with atomic_dir(INDEX_DIR) as scratch:
         save_index(index, scratch, meta, hnsw)
-    print(f"index: {len(bank)} questions ({source}) embedded by {' and '.join(specs)} ({verdict['method']}) into "
-          f"{INDEX_DIR}, {searched.shape[1]} dimensions, {retrieval.search} search; {seconds:.1f} s, "
-          f"{len(bank) * len(specs) / seconds:.0f} questions/s")
+    print(f"index: {len(bank)} questions ({source}) embedded for {verdict['method']} search "
+          f"({' and '.join(ENCODER_NAMES[name] for name in specs)}) into {INDEX_DIR}, {searched.shape[1]} dimensions, "
+          f"{retrieval.search} search; {seconds:.1f} s, {len(bank) * len(specs) / seconds:.0f} questions/s")
 
 
 if __name__ == "__main__":

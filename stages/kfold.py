@@ -29,8 +29,8 @@ from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.metrics import p_value_text
 from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
-from mqp.provenance import LOCK_FILE
 from mqp.openset import pool_openset
+from mqp.provenance import LOCK_FILE
 from mqp.runs import WORKSPACE
 from mqp.stats import paired_counts, pool_retrieval, proportion_ci
 

@@ -188,15 +188,17 @@ def ranks_table(task: RankingTask, ranks: dict, right: dict) -> pd.DataFrame:
 
 
 def summary(detail: dict) -> str:
+    """The stage's line: search's method's verdict accuracy [CI], the others', every recall@1, and
+    search's method against zero-shot and LoRA (methods in NAMES order, as the report is sorted)."""
     openset, methods = detail["openset"], detail["methods"]
     chosen = openset["methods"][openset["method"]]
     weight = f", w {chosen['fusion_weight']:g}" if "fusion_weight" in chosen else ""
+    others = [m for m in NAMES if m in openset["methods"] and m != openset["method"]]
     line = (f"retrieval: {chosen['n']} test queries, bank of {detail['bank']}; verdict accuracy "
             f"{NAMES[openset['method']]}{weight} {chosen['verdict_accuracy']:.4f} "
             f"[{chosen['verdict_accuracy_ci_low']:.4f}, {chosen['verdict_accuracy_ci_high']:.4f}], "
-            + ", ".join(f"{NAMES[m]} {v['verdict_accuracy']:.4f}" for m, v in openset["methods"].items()
-                        if m != openset["method"])
-            + "; recall@1 " + ", ".join(f"{NAMES[m]} {v['recall_at_1']:.4f}" for m, v in methods.items()))
+            + ", ".join(f"{NAMES[m]} {openset['methods'][m]['verdict_accuracy']:.4f}" for m in others)
+            + "; recall@1 " + ", ".join(f"{NAMES[m]} {methods[m]['recall_at_1']:.4f}" for m in NAMES if m in methods))
     for reference in OPENSET_REFERENCES:
         key = f"{openset['method']}-{reference}"
         if key in openset["comparisons"]:

@@ -53,8 +53,12 @@ def test_ranking_loss_ranks_each_similar_rewrite_among_the_batch():
     assert ranking_loss(first, second, torch.tensor([0, 0, 0])) == 0  # no similar pair: nothing to rank
 
 
-def test_ranking_weight_adds_the_ranking_loss_while_training_only(tiny_bert):
-    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.ranking_weight": 0.5})
+@pytest.mark.parametrize("weight, extra_loss", [
+    ("train.ranking_weight", lambda model, first, second, labels: ranking_loss(first, second, labels)),
+    ("train.batch_negatives_weight", lambda model, first, second, labels: batch_negatives_loss(first, second, model.logit)),
+])
+def test_a_weighted_loss_is_added_while_training_only(tiny_bert, weight, extra_loss):
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", weight: 0.5})
     tokenizer = load_tokenizer(params.model)
     model = base_model(params, tokenizer)
     sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
@@ -67,7 +71,7 @@ def test_ranking_weight_adds_the_ranking_loss_while_training_only(tiny_bert):
         torch.testing.assert_close(model(labels=labels, **inputs).loss, bce)  # validation: the log loss alone
         model.train()
         model.encoder.eval()  # no dropout, so the embeddings above are the training pass's
-        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce + 0.5 * ranking_loss(first, second, labels))
+        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce + 0.5 * extra_loss(model, first, second, labels))
 
 
 def test_batch_negatives_loss_by_hand():
@@ -80,24 +84,6 @@ def test_batch_negatives_loss_by_hand():
     by_hand = torch.nn.functional.binary_cross_entropy_with_logits(logit(cosines), torch.zeros(4))
     torch.testing.assert_close(batch_negatives_loss(first, second, logit), by_hand)
     assert batch_negatives_loss(first[:2], second[:2], logit) == 0  # one question_1: no random pair
-
-
-def test_batch_negatives_weight_adds_its_loss_while_training_only(tiny_bert):
-    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.batch_negatives_weight": 0.5})
-    tokenizer = load_tokenizer(params.model)
-    model = base_model(params, tokenizer)
-    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
-    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
-    labels = torch.tensor([1, 0, 1])
-    with torch.no_grad():
-        first, second = model.embed(**sides[0]), model.embed(**sides[1])
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(model.logit((first * second).sum(-1)), labels.float())
-        model.eval()
-        torch.testing.assert_close(model(labels=labels, **inputs).loss, bce)
-        model.train()
-        model.encoder.eval()
-        torch.testing.assert_close(model(labels=labels, **inputs).loss,
-                                   bce + 0.5 * batch_negatives_loss(first, second, model.logit))
 
 
 def test_a_question_repeated_in_a_batch_is_encoded_once_with_the_same_loss_and_gradients(tiny_bert):

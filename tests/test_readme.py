@@ -78,7 +78,8 @@ def test_readme_stage_lines_are_the_committed_run():
                 retrieval.summary(in_stage_order(committed(paths.RETRIEVAL_REPORT)))]
     lines = block_after("stage-lines")
     assert lines[:-1] == expected
-    assert re.fullmatch(rf"index: \d+ questions \(.+\) embedded by {paths.MERGED_DIR} into {paths.INDEX_DIR}, "
+    assert re.fullmatch(rf"index: \d+ questions \(every question of {paths.PREPARED_DIR}\) embedded for fusion search "
+                        rf"\(the zero-shot model and {paths.MERGED_DIR}\) into {paths.INDEX_DIR}, "
                         r"\d+ dimensions, exact search; [\d.]+ s, \d+ questions/s", lines[-1]), lines[-1]
 
 
@@ -126,3 +127,16 @@ def test_readme_predict_example_prints_what_it_shows():
     assert result.stdout.splitlines() == [shown[2]]
     model = shown[1].split(", from ")[0]  # the commit is the machine's own run's
     assert result.stderr.startswith(model + ", from "), result.stderr
+
+
+@pytest.mark.slow
+def test_readme_search_example_prints_what_it_shows():
+    """The verdict and hits of the committed run's index (the workspace's, where it is that run's)."""
+    if not (REPO / paths.INDEX_DIR).is_dir() or not workspace_is_the_committed_run():
+        pytest.skip("the workspace's index is not the committed run's: `dvc repro` it, or return to it (README)")
+    shown = block_after("search")
+    command = shown[0].removeprefix("$ python -m mqp search ").split("  #")[0]
+    question = re.search(r'"([^"]*)"', command).group(1)
+    k = re.search(r"--k (\d+)", command).group(1)
+    result = run([sys.executable, "-m", "mqp", "search", question, "--k", k], cwd=REPO)
+    assert result.stdout.splitlines() == shown[1:]
