@@ -1,8 +1,8 @@
 """search: has a question been answered, and where? The verdict, then the closest bank questions,
 from the index that `dvc repro` built.
 
-    python -m stages.search "Can I drink alcohol after antibiotics?" [--k 5] [--json]
-    python -m stages.search --csv queries.csv --out found.csv     # a column `question`; --out - for stdout
+    python -m mqp search "Can I drink alcohol after antibiotics?" [--k 5] [--json]
+    python -m mqp search --csv queries.csv --out found.csv     # a column `question`; --out - for stdout
 
 The verdict is `already answered: "<question>" (id 123, P = 0.93)` or `no match (best P = 0.41,
 threshold 0.62)`: P is the calibrated probability that the top hit answers the question, and the
@@ -28,7 +28,7 @@ QUERY_COLUMN = "question"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.search", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mqp search", description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", help="the question to look up")
     parser.add_argument("--k", type=int, help="how many bank questions to return (default: retrieval.k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
