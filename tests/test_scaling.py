@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers import committed_json, copy_project, dvc, project_params, read_json, run, run_queue
-from mqp.paths import ADAPTER_DIR, LORA_METRICS, LORA_REPORT, TMP_DIR, TRAIN_REPORT
+from mqp.paths import ADAPTER_DIR, LORA_METRICS, LORA_REPORT, RAW_CSV, TMP_DIR, TRAIN_REPORT
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,8 @@ def test_finetune_runs_unchanged_under_torchrun(trained_project, tmp_path, in_pr
 
 def test_queued_rank_sweep_runs_two_at_a_time(trained_project, tmp_path):
     project = copy_project(trained_project[0], tmp_path / "project")
-    dvc("exp", "run", "--queue", "-S", "lora.r=2,4", "-S", "train.epochs=1", "evaluate", cwd=project)  # as the README
+    dvc("exp", "run", "--queue", "-S", "lora.r=2,4", "-S", "train.epochs=1", "-C", str(RAW_CSV.parent), "evaluate",
+        cwd=project)  # as the README: the queue's copy holds what git and DVC track, and -C brings the data
     run_queue(project, jobs=2)
     rows = list(csv.DictReader(io.StringIO(dvc("exp", "show", "--csv", cwd=project).stdout)))
     runs = {row["lora.r"]: row for row in rows if row["typ"] != "baseline"}
