@@ -40,28 +40,48 @@ import yaml
 from mqp.cli import stage
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import DATA_REPORT, PARAMS_FILE, RANKS_FILE, RETRIEVAL_RESULTS, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
+from mqp.paths import (DATA_REPORT, PARAMS_FILE, RANKS_FILE, RETRIEVAL_REPORT, RETRIEVAL_RESULTS, TRAIN_REPORT,
+                       VALIDATION_PREDICTIONS_CSV)
 from mqp.runs import PAIR, correct_by_pair, paired_answers, predictions_at, read_run_output
 from mqp.stats import paired_comparison, paired_counts, proportion_ci
 from stages.kfold import (exp_show_json, finished_entries, flatten, git_lock, git_report, interval,
                           is_variant_param, stage_is_current, summarise, todays_params)
 
-def search_hits_at(rev) -> pd.Series | None:
-    """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query,
-    from the run's results/retrieval/ranks.csv; None for a run that stopped before the retrieval
-    stage (its ranks are its baseline's), and for an ensemble (its seeds' embeddings are not averaged)."""
+def retrieval_ranks(rev) -> pd.DataFrame | None:
+    """A run's results/retrieval/ranks.csv (each test query's ranks and verdicts); None for a run that
+    stopped before the retrieval stage (its ranks are its baseline's), and for an ensemble (its seeds'
+    embeddings are not averaged)."""
     if isinstance(rev, Ensemble) or not stage_is_current(git_lock(rev), "retrieval"):
         return None
     try:
-        ranks = read_run_output(rev, RETRIEVAL_RESULTS / RANKS_FILE, lambda source: pd.read_csv(source, keep_default_na=False))
+        return read_run_output(rev, RETRIEVAL_RESULTS / RANKS_FILE, lambda source: pd.read_csv(source, keep_default_na=False))
     except FileNotFoundError:
         return None
-    return (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
 
 
-def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at) -> dict:
-    """A configuration's pooled search recall@1 [95% CI] over every fold's queries, and its paired
-    difference with the reference's on the same queries; {} where a run of either has no ranks."""
+def search_hits_at(rev) -> pd.Series | None:
+    """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query."""
+    ranks = retrieval_ranks(rev)
+    return None if ranks is None else (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
+
+
+def search_verdicts_at(rev) -> pd.Series | None:
+    """Whether each test verdict of the run's search method (retrieval.method) was right, two per
+    query: with its rewrite in the bank, then without; None for runs without verdicts."""
+    if isinstance(rev, Ensemble):
+        return None
+    method = ((git_report(rev, RETRIEVAL_REPORT) or {}).get("openset") or {}).get("method")
+    ranks = retrieval_ranks(rev) if method else None
+    if ranks is None or f"{method}_verdict_found" not in ranks:
+        return None
+    return pd.concat([ranks[f"{method}_verdict_{half}"].astype(bool).set_axis(ranks["query"] + f" ({half})")
+                      for half in ("found", "no_match")])
+
+
+def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at, name: str = "recall_at_1") -> dict:
+    """A configuration's pooled search figure `name` (recall@1, or the verdict accuracy) [95% CI] over
+    every fold's queries, and its paired difference with the reference's on the same queries; {} where
+    a run of either has none."""
     hits, reference_hits = [read_hits(rev) for rev in revs], [read_hits(rev) for rev in reference_revs]
     if any(h is None for h in hits + reference_hits):
         return {}
@@ -72,8 +92,8 @@ def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at) ->
                             "with the same data params")
     low, high = proportion_ci(int(ours.sum()), len(ours))
     versus = paired_comparison(ours.to_numpy(), theirs.to_numpy(dtype=bool))
-    return {"recall_at_1": round(float(ours.mean()), 6), "recall_at_1_ci_low": low, "recall_at_1_ci_high": high,
-            "vs_reference_recall_at_1_diff": versus["accuracy_diff"], "vs_reference_recall_at_1_mcnemar_p": versus["mcnemar_p"]}
+    return {name: round(float(ours.mean()), 6), f"{name}_ci_low": low, f"{name}_ci_high": high,
+            f"vs_reference_{name}_diff": versus["accuracy_diff"], f"vs_reference_{name}_mcnemar_p": versus["mcnemar_p"]}
 
 
 @dataclass(frozen=True)
@@ -187,13 +207,13 @@ def training_cost(rev: str | Ensemble, read_report=git_report) -> tuple[int | No
 
 
 def compare(summaries: list[dict], reference: dict, read_predictions=predictions_at, read_report=git_report,
-            read_hits=search_hits_at) -> list[dict]:
+            read_hits=search_hits_at, read_verdicts=search_verdicts_at) -> list[dict]:
     """One row per configuration: its varying params, trainable params, CPU minutes per fold,
     pooled accuracy [CI], and its difference with the reference; where the runs went on to the
-    retrieval stage, the same for search recall@1."""
+    retrieval stage, the same for search recall@1 and for the verdicts of search's method."""
     varying = sorted({k for s in summaries for k in s["params"] if len({json.dumps(t["params"].get(k)) for t in summaries}) > 1})
     # The reference's runs are read once, not per configuration.
-    read_predictions, read_hits = functools.cache(read_predictions), functools.cache(read_hits)
+    read_predictions, read_hits, read_verdicts = map(functools.cache, (read_predictions, read_hits, read_verdicts))
     rows = []
     for summary in summaries:
         costs = [training_cost(rev, read_report) for rev in summary["revs"]]
@@ -210,6 +230,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
             **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("a_only", "b_only", "n")},
             "this_only": versus["a_only"], "reference_only": versus["b_only"],
             **paired_search(summary["revs"], reference["revs"], read_hits),
+            **paired_search(summary["revs"], reference["revs"], read_verdicts, "verdict_accuracy"),
         })
     return sorted(rows, key=lambda row: -row["accuracy"])
 
@@ -217,7 +238,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
 def markdown(rows: list[dict], reference: dict) -> str:
     lines = [f"Reference: {reference['configuration']}; every configuration on the same {rows[0]['n']} test pairs", "",
              "| change from the reference | trainable params | pooled accuracy [95% CI] | − reference [95% CI] | McNemar p "
-             "| search recall@1 [95% CI] | − reference, p | CPU min per fold |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| search verdicts (else recall@1) [95% CI] | − reference, p | CPU min per fold |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         versus = ("(reference)" if row["reference"] else
                   f"{100 * row['vs_reference_accuracy_diff']:+.1f} points "
@@ -231,13 +252,15 @@ def markdown(rows: list[dict], reference: dict) -> str:
 
 
 def search_cells(row: dict) -> str:
-    if "recall_at_1" not in row:
+    """Search's verdict accuracy where the runs have verdicts, else its recall@1 (older runs)."""
+    name = "verdict_accuracy" if "verdict_accuracy" in row else "recall_at_1"
+    if name not in row:
         return "| "
-    hit = f"{row['recall_at_1']:.4f} {interval(row['recall_at_1_ci_low'], row['recall_at_1_ci_high'])}"
+    hit = f"{row[name]:.4f} {interval(row[f'{name}_ci_low'], row[f'{name}_ci_high'])}"
     if row["reference"]:
         return hit + " | "
-    return (f"{hit} | {100 * row['vs_reference_recall_at_1_diff']:+.1f} points, "
-            f"p {p_value_text(row['vs_reference_recall_at_1_mcnemar_p'])}")
+    return (f"{hit} | {100 * row[f'vs_reference_{name}_diff']:+.1f} points, "
+            f"p {p_value_text(row[f'vs_reference_{name}_mcnemar_p'])}")
 
 
 def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:

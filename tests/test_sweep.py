@@ -13,7 +13,7 @@ from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
 from stages.kfold import flatten
 from stages.sweep import (Ensemble, answers, change_label, compare, ensemble_line, find_reference, markdown, mean_predictions,
-                          paired_over_folds, paired_search, pooled_validation, seed_ensembles, validation_ensembles, validation_markdown,
+                          paired_over_folds, paired_search, pooled_validation, search_cells, seed_ensembles, validation_ensembles, validation_markdown,
                           validation_rows)
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
@@ -201,6 +201,17 @@ def run_entry(rev: str, fold: int, seed: int, hour: int, r: int = 8) -> dict:
     params = {"data": {"fold": fold}, "lora": {"r": r}, "train": {"seed": seed}, "eval": {"threshold": 0.5}}
     return {"rev": rev, "name": rev, "data": {"timestamp": f"2026-11-30T{hour:02d}:00:00",
                                               "params": {str(paths.PARAMS_FILE): {"data": params}}}}
+
+
+def test_search_verdicts_are_paired_verdict_by_verdict():
+    """The verdicts of search's method, two per query, paired like recall@1: 3 of 4 right against 2."""
+    verdicts = {"x0": pd.Series([True, True, True, False], index=["a (found)", "b (found)", "a (no_match)", "b (no_match)"]),
+                "r0": pd.Series([True, False, False, True], index=["a (found)", "b (found)", "a (no_match)", "b (no_match)"])}
+    result = paired_search(["x0"], ["r0"], verdicts.get, "verdict_accuracy")
+    assert result["verdict_accuracy"] == 0.75 and result["vs_reference_verdict_accuracy_diff"] == pytest.approx(0.25)
+    assert result["vs_reference_verdict_accuracy_mcnemar_p"] == paired_counts(2, 1, 4)["mcnemar_p"]
+    row = {"reference": False, **result}
+    assert search_cells(row) == "0.7500 [0.301, 0.954] | +25.0 points, p 1.000"
 
 
 def test_search_recall_at_1_is_paired_query_by_query():
