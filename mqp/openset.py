@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mqp.retrieval import query_blocks
-from mqp.stats import paired_comparison, paired_counts, proportion_ci
+from mqp.stats import paired_counts, proportion_ci
 
 # The counts an open-set report keeps; pooling over folds adds them.
 COUNTS = ("n", "verdicts", "right", "found", "no_match", "answered", "answered_right")
@@ -159,12 +159,6 @@ def top_hit_auroc(hits: TopHits, relevant) -> float | None:
     if hit_right.all() or not hit_right.any():
         return None
     return round(float(roc_auc_score(hit_right, scores)), 6)
-
-
-def paired_outcomes(right_a, right_b) -> dict:
-    """Method A against B on the same verdicts: exact McNemar and Tango's interval, with the
-    discordant counts that pool over folds (mqp.stats.paired_comparison)."""
-    return paired_comparison(right_a, right_b)
 
 
 def pool_openset(folds: list[dict]) -> dict:

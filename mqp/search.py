@@ -120,13 +120,15 @@ class Searcher:
         rows = [(query, rank + 1, self.ids[position], self.texts[position], round(float(score), 4), round(float(prob), 4))
                 for query, hit_scores, hit_positions, hit_probs in zip(queries, scores, positions, probs)
                 for rank, (score, position, prob) in enumerate(zip(hit_scores, hit_positions, hit_probs))]
-        threshold = self.verdict_config["threshold"]
-        verdicts = [Verdict(query, bool(hit_scores[0] >= threshold),
-                            self.ids[hit_positions[0]] if hit_scores[0] >= threshold else None,
-                            self.texts[hit_positions[0]] if hit_scores[0] >= threshold else None,
-                            round(float(hit_probs[0]), 4), round(self.threshold_p(), 4))
+        verdicts = [self.top_hit_verdict(query, hit_scores[0], hit_positions[0], hit_probs[0])
                     for query, hit_scores, hit_positions, hit_probs in zip(queries, scores, positions, probs)]
         return pd.DataFrame(rows, columns=COLUMNS), verdicts
+
+    def top_hit_verdict(self, query: str, score: float, position: int, prob: float) -> Verdict:
+        """"already answered" by the top hit where its score reaches the threshold, else "no match"."""
+        answered = bool(score >= self.verdict_config["threshold"])
+        return Verdict(query, answered, self.ids[position] if answered else None, self.texts[position] if answered else None,
+                       round(float(prob), 4), round(self.threshold_p(), 4))
 
     def verdict(self, question: str) -> Verdict:
         """"already answered" (and where) or "no match", for one question."""

@@ -24,13 +24,13 @@ from mqp.inference import embed
 from mqp.lora import load_trained
 from mqp.metrics import paired_text
 from mqp.models import device, load_encoder, load_tokenizer
-from mqp.openset import (calibration, choose_threshold, openset_metrics, openset_sums, outcomes, paired_outcomes,
+from mqp.openset import (calibration, choose_threshold, openset_metrics, openset_sums, outcomes,
                          precision_recall, top_hit_auroc, top_hits)
 from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
                        VERDICT_CURVE_CSV, VERDICT_JSON)
 from mqp.retrieval import RankingTask, bm25_scores, ranking_task
 from mqp.splits import load_split
-from mqp.stats import retrieval_detail
+from mqp.stats import paired_comparison, retrieval_detail
 
 NAMES = {"zeroshot": "zero-shot", "lora": "LoRA", "wise": "WiSE", "fusion": "fusion", "bm25": "BM25"}
 # Each method is compared, verdict by verdict, with these two: the model LoRA starts from, and LoRA.
@@ -105,6 +105,7 @@ def best_fusion_weight(validation: Split, weights: list[float], cost: float) -> 
         hits = hits_of(validation, validation.fusion_rows(weight))
         threshold = choose_threshold(hits, validation.task.relevant, cost)
         sums = openset_sums(hits, validation.task.relevant, threshold)
+        # wrong verdicts, a false match weighted by its cost
         return (sums["verdicts"] - sums["right"]) + (cost - 1) * (sums["answered"] - sums["answered_right"])
 
     return min(weights, key=validation_cost)
@@ -137,7 +138,7 @@ def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict
 
 def openset_detail(reports: dict, right: dict, params) -> dict:
     """The open-set section of the report: every method, and each against zero-shot and LoRA."""
-    comparisons = {f"{method}-{reference}": paired_outcomes(right[method], right[reference])
+    comparisons = {f"{method}-{reference}": paired_comparison(right[method], right[reference])
                    for method in right for reference in OPENSET_REFERENCES
                    if reference in right and method != reference}
     return {"method": search_method(params, reports), "false_match_cost": params.retrieval.false_match_cost,

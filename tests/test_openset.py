@@ -6,8 +6,8 @@ import pytest
 
 import mqp.retrieval
 from mqp.openset import (TopHits, calibration, choose_threshold, openset_metrics, openset_sums, outcomes,
-                         paired_outcomes, pool_openset, probability, top_hit_auroc, top_hits)
-from mqp.stats import paired_counts
+                         pool_openset, probability, top_hit_auroc, top_hits)
+from mqp.stats import paired_comparison, paired_counts
 
 # Three queries over a bank of 6: query i is bank item i, its similar rewrite item i + 3.
 QUERIES, RELEVANT = np.array([0, 1, 2]), np.array([3, 4, 5])
@@ -120,7 +120,7 @@ def fold_report(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
     report = {"method": "a", "methods": {
         name: {"sums": openset_sums(hits, relevant, threshold), "top_hit_auroc": top_hit_auroc(hits, relevant),
                "validation_verdict_accuracy": 0.5} for name, threshold in (("a", 1.0), ("b", 2.0))},
-        "comparisons": {"a-b": paired_outcomes(right_a, right_b)}}
+        "comparisons": {"a-b": paired_comparison(right_a, right_b)}}
     return report, right_a, right_b
 
 
