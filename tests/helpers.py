@@ -45,9 +45,6 @@ STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate", "export")
 # The session's trained projects (fixtures in conftest.py), by model.architecture.
 PROJECT_OF = {"cross-encoder": "cross_encoder_project", "bi-encoder": "biencoder_project"}
 
-# params.yaml's own architecture: trained_project's.
-DEFAULT_ARCHITECTURE = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text(encoding="utf-8"))["model"]["architecture"]
-
 # What a scratch project changes in params.yaml: small and quick, still the pipeline's code paths.
 PROJECT_OVERRIDES = {
     "data.sha256": None,  # its own small CSV
@@ -62,9 +59,16 @@ PROJECT_OVERRIDES = {
 
 
 def repo_params_raw(overrides: dict[str, Any] | None = None) -> dict:
-    """params.yaml of this repo as a dict, with dotted-key overrides ({"lora.r": 4})."""
-    raw = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text(encoding="utf-8"))
-    return with_overrides(raw, overrides or {})
+    """params.yaml of this repo as committed (HEAD), with dotted-key overrides ({"lora.r": 4}).
+    Committed, not the workspace's: `dvc exp run -S lora.r=4` leaves r=4 there, and the suite must
+    pass in such a used workspace."""
+    return with_overrides(yaml.safe_load(committed_params_text()), overrides or {})
+
+
+def committed_params_text() -> str:
+    """HEAD's params.yaml; the file itself outside a git checkout (an unpacked archive)."""
+    shown = subprocess.run(["git", "show", f"HEAD:{paths.PARAMS_FILE}"], cwd=REPO, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else (REPO / paths.PARAMS_FILE).read_text(encoding="utf-8")
 
 
 def with_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
@@ -80,6 +84,10 @@ def with_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
 def repo_params(overrides: dict[str, Any] | None = None) -> Params:
     """Validated Params: this repo's params.yaml with dotted-key overrides."""
     return parse_params(repo_params_raw(overrides))
+
+
+# The committed params.yaml's architecture: trained_project's.
+DEFAULT_ARCHITECTURE = repo_params_raw()["model"]["architecture"]
 
 
 def tiny_params(model_dir: Path, overrides: dict[str, Any] | None = None) -> Params:

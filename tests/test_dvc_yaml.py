@@ -11,13 +11,14 @@ import pytest
 import yaml
 
 from mqp import paths
+from helpers import repo_params_raw
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("stages", "mqp")
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = PIPELINE["stages"]
 ARTIFACTS = PIPELINE.get("artifacts", {})
-PARAMS = yaml.safe_load((REPO / paths.PARAMS_FILE).read_text())
+PARAMS = repo_params_raw()  # the committed params.yaml
 # Paths in mqp/paths.py that DVC does not track, and why.
 NOT_IN_DVC_YAML = {
     paths.PARAMS_FILE: "DVC reads params.yaml itself, through each stage's params",

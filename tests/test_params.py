@@ -18,8 +18,8 @@ def error_of(raw) -> str:
 
 
 def test_repo_params_are_valid():
-    params = load_params(REPO / PARAMS_FILE)
-    assert params == repo_params()
+    load_params(REPO / PARAMS_FILE)  # the workspace's, which an experiment may have changed
+    params = repo_params()  # the committed ones
     assert params.model.name == "sentence-transformers/all-MiniLM-L6-v2"  # the offline default (test_models.py)
     assert params.data.split == "kfold" and params.data.fold < params.data.folds
 

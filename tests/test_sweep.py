@@ -15,6 +15,7 @@ from stages.kfold import flatten
 from stages.sweep import (Ensemble, answers, change_label, compare, ensemble_line, find_reference, markdown, mean_predictions,
                           paired_over_folds, paired_search, pooled_validation, search_cells, seed_ensembles, validation_ensembles, validation_markdown,
                           validation_rows)
+from stages.kfold import todays_params
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
 LABELS = [1, 0] * 5
@@ -197,8 +198,11 @@ def test_validation_ensembles_pool_the_seeds_that_ran_on_every_fold():
     assert "ensemble of train.seed=42+43: validation accuracy 1.0000" in ensemble_line(row)
 
 
-def run_entry(rev: str, fold: int, seed: int, hour: int, r: int = 8) -> dict:
-    params = {"data": {"fold": fold}, "lora": {"r": r}, "train": {"seed": seed}, "eval": {"threshold": 0.5}}
+def run_entry(rev: str, fold: int, seed: int, hour: int, r: int | None = None) -> dict:
+    """An experiment in `dvc exp show --json`'s shape; r defaults to the workspace's (which an
+    experiment may have changed), so that the run's configuration is labelled "params.yaml"."""
+    r = todays_params()["lora.r"] if r is None else r
+    params = {"data": {"fold": fold}, "lora": {"r": r}, "train": {"seed": seed}, "eval": {"threshold": todays_params()["eval.threshold"]}}
     return {"rev": rev, "name": rev, "data": {"timestamp": f"2026-11-30T{hour:02d}:00:00",
                                               "params": {str(paths.PARAMS_FILE): {"data": params}}}}
 
