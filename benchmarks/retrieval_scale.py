@@ -1,12 +1,12 @@
 """Retrieval at scale: banks of 10k, 100k and 1M random unit vectors (384 dimensions, the default
 model's) searched exactly (one matrix product, mqp.retrieval.top_k) and through a faiss HNSW graph
 (mqp.retrieval.build_hnsw, the retrieval.search: hnsw param), with the real model's encode throughput
-and stages.search's start-up.
+and mqp search's start-up.
 
     python benchmarks/retrieval_scale.py                       # everything (minutes; HNSW at 1M the longest)
     python benchmarks/retrieval_scale.py --only scale --sizes 10000 100000
     python benchmarks/retrieval_scale.py --only encode         # the exported model (models/merged) after `dvc repro`
-    python benchmarks/retrieval_scale.py --only startup        # `python -m stages.search` after `dvc repro`
+    python benchmarks/retrieval_scale.py --only startup        # `python -m mqp search` after `dvc repro`
 
 Random vectors time the search, not its quality: with no structure they are the hardest case for
 an approximate index, so the HNSW recall@10 printed for them is a floor; the recall on the real MQP
@@ -124,14 +124,14 @@ def encode_throughput(batch_sizes: list[int], n: int) -> None:
 
 
 def startup(runs: int) -> None:
-    """`python -m stages.search QUESTION` end to end, and its parts in this process."""
-    command = [sys.executable, "-m", "stages.search", "Can I drink alcohol after antibiotics?"]
+    """`python -m mqp search QUESTION` end to end, and its parts in this process."""
+    command = [sys.executable, "-m", "mqp", "search", "Can I drink alcohol after antibiotics?"]
     walls = []
     for _ in range(runs):
         begin = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         walls.append(time.perf_counter() - begin)
-    print(f"python -m stages.search \"...\": {' '.join(f'{w:.2f}' for w in walls)} s wall ({runs} runs; "
+    print(f"python -m mqp search \"...\": {' '.join(f'{w:.2f}' for w in walls)} s wall ({runs} runs; "
           "imports, model and index load, one query)")
     begin = time.perf_counter()
     model, _ = load_exported(MERGED_DIR)

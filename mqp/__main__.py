@@ -7,12 +7,12 @@ import sys
 
 # command: (module whose main(argv) runs it, what it does)
 COMMANDS = {
-    "compare": ("mqp.compare", "two runs pair by pair: accuracy difference [95% CI] and exact McNemar p"),
-    "predict": ("stages.predict", "score question pairs with the trained adapter"),
-    "search": ("stages.search", "look up the already-answered questions closest to a new one"),
-    "check": ("stages.check", "exit 1 unless LoRA beats the base model with McNemar p < 0.05"),
-    "kfold": ("stages.kfold", "pool k-fold experiments over every pair"),
-    "sweep": ("stages.sweep", "compare configurations of a k-fold sweep with a reference"),
+    "compare": ("mqp.commands.compare", "two runs pair by pair: accuracy difference [95% CI] and exact McNemar p"),
+    "predict": ("mqp.commands.predict", "score question pairs with the trained adapter"),
+    "search": ("mqp.commands.search", "look up the already-answered questions closest to a new one"),
+    "check": ("mqp.commands.check", "exit 1 unless LoRA beats the base model with McNemar p < 0.05"),
+    "kfold": ("mqp.commands.kfold", "pool k-fold experiments over every pair"),
+    "sweep": ("mqp.commands.sweep", "compare configurations of a k-fold sweep with a reference"),
 }
 
 

@@ -159,7 +159,7 @@ def adapter_usage(params: Params, folder: Path) -> str:
         lines = ["from transformers import AutoModel; from peft import PeftModel; from safetensors.torch import load_file",
                  f'encoder = PeftModel.from_pretrained(AutoModel.from_pretrained("{params.model.name}"), "{folder}")',
                  f'head = load_file("{folder}/{HEAD_FILE}")  # P(similar) = sigmoid(scale * cosine + bias)']
-    return ("## Load it\n\n" + python_block(lines) + "\nIn this repository `python -m stages.predict \"question 1\" "
+    return ("## Load it\n\n" + python_block(lines) + "\nIn this repository `python -m mqp predict \"question 1\" "
             "\"question 2\"` scores a pair with it, and the `export` stage merges it into a standalone model.\n")
 
 

@@ -62,8 +62,7 @@ def compare(labels, predicted, other_predicted) -> dict:
     """This model against another on the same pairs: accuracy difference, its 95% CI, the exact
     McNemar p-value and the two discordant counts (this_only: pairs only this model got right)."""
     labels = np.asarray(labels, dtype=int)
-    result = paired_comparison(np.asarray(predicted) == labels, np.asarray(other_predicted) == labels)
-    return {"this_only": result.pop("a_only"), "other_only": result.pop("b_only"), **result}
+    return paired_comparison(np.asarray(predicted) == labels, np.asarray(other_predicted) == labels)
 
 
 def best_threshold(labels, probs) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mqp.retrieval import query_blocks
-from mqp.stats import paired_counts, proportion_ci
+from mqp.stats import pooled_paired, proportion_ci, summed
 
 # The counts an open-set report keeps; pooling over folds adds them.
 COUNTS = ("n", "verdicts", "right", "found", "no_match", "answered", "answered_right")
@@ -162,19 +162,17 @@ def top_hit_auroc(hits: TopHits, relevant) -> float | None:
 
 
 def pool_openset(folds: list[dict]) -> dict:
-    """Fold open-set reports ({method: {sums, auroc}}, comparisons {method: {a_only, b_only, n}})
+    """Fold open-set reports ({method: {sums, auroc}}, comparisons {method: {this_only, other_only, n}})
     pooled: counts added, every figure computed again; AUROC as the folds' mean."""
     pooled = {"method": folds[0]["method"], "methods": {}, "comparisons": {}}
     for method in folds[0]["methods"]:
-        sums = {key: sum(fold["methods"][method]["sums"][key] for fold in folds) for key in COUNTS}
+        sums = summed([fold["methods"][method]["sums"] for fold in folds], COUNTS)
         aurocs = [fold["methods"][method]["top_hit_auroc"] for fold in folds]
         auroc = round(float(np.mean(aurocs)), 6) if None not in aurocs else None
         validation = [fold["methods"][method]["validation_verdict_accuracy"] for fold in folds]
         pooled["methods"][method] = {**openset_metrics(sums), "top_hit_auroc": auroc,
                                      "validation_verdict_accuracy_mean": round(float(np.mean(validation)), 6),
                                      "sums": sums}
-    for pair, comparison in folds[0]["comparisons"].items():
-        counts = [fold["comparisons"][pair] for fold in folds]
-        pooled["comparisons"][pair] = paired_counts(sum(c["a_only"] for c in counts), sum(c["b_only"] for c in counts),
-                                                    sum(c["n"] for c in counts))
+    for pair in folds[0]["comparisons"]:
+        pooled["comparisons"][pair] = pooled_paired([fold["comparisons"][pair] for fold in folds])
     return pooled

@@ -4,6 +4,7 @@ tests/test_dvc_yaml.py checks that the two agree."""
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+LOCK_FILE = Path("dvc.lock")  # DVC's record of each stage's deps, params and outputs
 
 RAW_CSV = Path("data/raw/mqp.csv")  # placed by hand offline, or downloaded by prepare
 PREPARED_DIR = Path("data/prepared")
@@ -41,7 +42,7 @@ ZEROSHOT_RESULTS = RESULTS_DIR / "zeroshot"
 LORA_RESULTS = RESULTS_DIR / "lora"
 # The files inside each of those folders.
 PREDICTIONS_CSV = "predictions.csv"
-# LoRA's validation pairs too: seed ensembles are chosen on them (python -m stages.sweep --ensemble).
+# LoRA's validation pairs too: seed ensembles are chosen on them (python -m mqp sweep --ensemble).
 VALIDATION_PREDICTIONS_CSV = "validation_predictions.csv"
 ROC_CSV = "roc.csv"
 PRECISION_RECALL_CSV = "precision_recall.csv"
@@ -58,7 +59,7 @@ RANKS_FILE = "ranks.csv"
 VERDICT_JSON = RETRIEVAL_RESULTS / "verdict.json"
 # And the verdict's precision and recall at every threshold (search's method, test split), for dvc plots.
 VERDICT_CURVE_CSV = RETRIEVAL_RESULTS / "verdict_precision_recall.csv"
-# Stage index: the question bank embedded by the exported model, read by `python -m stages.search`.
+# Stage index: the question bank embedded by the exported model, read by `python -m mqp search`.
 INDEX_DIR = Path("models/index")
 # The files inside it: embeddings (one unit row per question), the bank (id, question), what was
 # built, and the HNSW graph with retrieval.search: hnsw.

@@ -47,5 +47,5 @@ def read_predictions(results_dir: Path) -> pd.DataFrame:
 
 
 def parse_predictions(source) -> pd.DataFrame:
-    """A predictions.csv, from a path or an open file (e.g. dvc.api.open of an experiment's)."""
+    """A predictions.csv, from a path or an open file (a past run's, opened by mqp.runs)."""
     return pd.read_csv(source, dtype={"question_1": str, "question_2": str}, keep_default_na=False)

@@ -1,4 +1,4 @@
-"""index: a question bank embedded once, for `python -m stages.search`, by the encoders of
+"""index: a question bank embedded once, for `python -m mqp search`, by the encoders of
 retrieval.method: the exported bi-encoder (models/merged), the zero-shot model, or both for fusion.
 The bank is MQP's questions (retrieval.bank: data/prepared) or a CSV of your own (retrieval.bank: its
 path, retrieval.bank_column: its question column); rows without a question, or repeating an earlier

@@ -30,7 +30,8 @@ from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REP
                        VERDICT_CURVE_CSV, VERDICT_JSON)
 from mqp.retrieval import RankingTask, bm25_scores, ranking_task
 from mqp.splits import load_split
-from mqp.stats import paired_comparison, retrieval_detail
+from mqp.stats import paired_comparison
+from mqp.ranking_metrics import retrieval_detail
 
 NAMES = {"zeroshot": "zero-shot", "lora": "LoRA", "wise": "WiSE", "fusion": "fusion", "bm25": "BM25"}
 # Each method is compared, verdict by verdict, with these two: the model LoRA starts from, and LoRA.

@@ -218,6 +218,11 @@ def stage(name: str, cwd: Path, *args: str, check: bool = True, env: dict | None
     return run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, check=check, env=env)
 
 
+def command(name: str, cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m mqp <name> ARGS` (a user command: predict, search, check, ...) in a project."""
+    return run([sys.executable, "-m", "mqp", name, *args], cwd=cwd, check=check, env=env)
+
+
 def one_error_line(result: subprocess.CompletedProcess, name: str) -> str:
     """A failed stage's stderr: exit 1, exactly one line `name: error: ...`, no traceback."""
     assert result.returncode == 1, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""stages.check, the CI gate: exit 0 only when LoRA beats the base model on test accuracy with
+"""mqp check, the CI gate: exit 0 only when LoRA beats the base model on test accuracy with
 McNemar p < 0.05 (the untrained run that fails it: test_untrained.py); LoRA vs zero-shot is
 reported, not gated; a missing or broken metrics file is one line, never a traceback."""
 
@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from helpers import REPO, read_json, repo_params_raw, run, stage, write_params
+from helpers import command, REPO, read_json, repo_params_raw, run, write_params
 from mqp import paths
 
 
 def check(cwd, **env):
-    """`python -m stages.check` in cwd (stages/ importable from the repo when cwd is no project)."""
-    return run([sys.executable, "-m", "stages.check"], cwd=cwd, check=False, env={"PYTHONPATH": str(REPO), **env})
+    """`python -m mqp check` in cwd (stages/ importable from the repo when cwd is no project)."""
+    return run([sys.executable, "-m", "mqp", "check"], cwd=cwd, check=False, env={"PYTHONPATH": str(REPO), **env})
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_trained_lora_passes(trained_project):
     project, _ = trained_project
     lora = read_json(project / paths.LORA_REPORT)
     assert lora["vs_base"]["accuracy_diff"] > 0 and lora["vs_base"]["mcnemar_p"] < 0.05  # the premise
-    result = stage("check", project, check=False)
+    result = command("check", project, check=False)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0].endswith(": significantly better")

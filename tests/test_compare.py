@@ -1,6 +1,6 @@
 """`python -m mqp compare A B`: two runs pair by pair, from their stored predictions, on the
 committed trained run (HEAD) and its experiment `base-model` (train.epochs=0, the untrained LoRA):
-the same figures evaluate computed for LoRA against the base model. (Against stages.sweep's on the
+the same figures evaluate computed for LoRA against the base model. (Against mqp sweep's on the
 same runs: test_kfold.py.) And `python -m mqp`, the commands' entry point."""
 
 import re

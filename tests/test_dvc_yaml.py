@@ -23,6 +23,7 @@ PARAMS = repo_params_raw()  # the committed params.yaml
 NOT_IN_DVC_YAML = {
     paths.PARAMS_FILE: "DVC reads params.yaml itself, through each stage's params",
     paths.TMP_DIR: "scratch space, never an output",
+    paths.LOCK_FILE: "DVC writes it; mqp.runs reads past runs' copies",
 }
 
 
@@ -75,6 +76,13 @@ def test_stage_deps_are_exactly_its_import_closure(name):
     closure = import_closure(module_of(stage))
     assert not closure - declared, f"{name}: imported but missing from deps: {sorted(closure - declared)}"
     assert not declared - closure, f"{name}: in deps but never imported: {sorted(declared - closure)}"
+
+
+def test_stages_folder_holds_exactly_the_stages_of_dvc_yaml():
+    """stages/ is the pipeline: one module per dvc.yaml stage, and nothing else (the commands a
+    user types live in mqp/commands/, behind `python -m mqp`)."""
+    modules = {path.stem for path in (REPO / "stages").glob("*.py") if path.stem != "__init__"}
+    assert modules == set(STAGES)
 
 
 def test_import_closure_follows_imports_through_modules():

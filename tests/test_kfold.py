@@ -1,5 +1,5 @@
-"""stages.kfold: grouped k-fold experiments, queued through DVC, pooled into one table per model; and
-stages.sweep on a queued sweep, its runs' predictions read back from their experiments."""
+"""mqp kfold: grouped k-fold experiments, queued through DVC, pooled into one table per model; and
+mqp sweep on a queued sweep, its runs' predictions read back from their experiments."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from PIL import Image
 from helpers import REPO, dvc, make_project, read_json, run, run_queue
 from mqp import paths
 from mqp.openset import pool_openset
-from mqp.stats import paired_counts, pool_retrieval, retrieval_detail
-from stages.kfold import markdown, summarise
+from mqp.stats import paired_counts
+from mqp.ranking_metrics import pool_retrieval, retrieval_detail
+from mqp.commands.kfold import markdown, summarise
 
 
 REPORTS: dict[str, dict[str, dict]] = {}  # rev: {report path: report}, what git would show
@@ -66,9 +67,9 @@ def test_pooled_figures_are_sums_of_the_fold_counts():
     assert lora["accuracy_ci_low"] < 0.85 < lora["accuracy_ci_high"]
     assert zeroshot["accuracy"] == pytest.approx(15 / 20)
     versus = lora["vs_zeroshot"]
-    assert (versus["a_only"], versus["b_only"], versus["n"]) == (2, 0, 20)
+    assert (versus["this_only"], versus["other_only"], versus["n"]) == (2, 0, 20)
     assert versus["accuracy_diff"] == pytest.approx(0.1) and versus["wins"] == 1
-    assert lora["vs_base"]["a_only"] == 8
+    assert lora["vs_base"]["this_only"] == 8
 
 
 def test_variants_get_a_table_each_and_incomplete_ones_are_left_out(capsys):
@@ -111,22 +112,22 @@ def test_queued_sweep_runs_through_dvc_and_pools_over_every_pair(tmp_path, tiny_
 
 
 def check_seed_ensemble(project) -> None:
-    out = run([sys.executable, "-m", "stages.sweep", "--ensemble", "--reference", "lora.r=4, train.seed=42", "--csv",
+    out = run([sys.executable, "-m", "mqp", "sweep", "--ensemble", "--reference", "lora.r=4, train.seed=42", "--csv",
                "ensemble.csv"], cwd=project).stdout
     rows = {row["configuration"]: row for row in csv.DictReader(open(project / "ensemble.csv", encoding="utf-8"))}
     assert "| ensemble of train.seed=42+43 |" in out  # its change from the reference
     ensemble, reference = rows["lora.r=4, ensemble of train.seed=42+43"], rows["lora.r=4, train.seed=42"]
     assert ensemble["n"] == "96" and ensemble["train.seed"] == "42+43"
     right = {name: round(float(rows[name]["accuracy"]) * 96) for name in rows}
-    assert int(ensemble["this_only"]) - int(ensemble["reference_only"]) == right[ensemble["configuration"]] - right[
+    assert int(ensemble["this_only"]) - int(ensemble["other_only"]) == right[ensemble["configuration"]] - right[
         reference["configuration"]]
-    screen = run([sys.executable, "-m", "stages.sweep", "--ensemble", "--validation"], cwd=project).stdout
+    screen = run([sys.executable, "-m", "mqp", "sweep", "--ensemble", "--validation"], cwd=project).stdout
     assert "lora.r=4, ensemble of train.seed=42+43: validation accuracy " in screen
     assert "pooled over folds [0, 1]" in screen.split("ensemble of train.seed")[1]
 
 
 def check_kfold_and_sweep(project) -> None:
-    result = run([sys.executable, "-m", "stages.kfold", "--json", "kfold.json"], cwd=project)
+    result = run([sys.executable, "-m", "mqp", "kfold", "--json", "kfold.json"], cwd=project)
     summaries = {s["configuration"]: s for s in read_json(project / "kfold.json")["configurations"]}
     assert sorted(summaries) == ["lora.r=2", "lora.r=4"]
     for summary in summaries.values():
@@ -138,16 +139,16 @@ def check_kfold_and_sweep(project) -> None:
         assert summary["openset"]["methods"]["fusion"]["verdicts"] == 96 and "Already answered?" in result.stdout
     assert json.dumps(summaries)  # plain JSON
 
-    out = run([sys.executable, "-m", "stages.sweep", "--reference", "lora.r=4", "--csv", "sweep.csv"], cwd=project).stdout
+    out = run([sys.executable, "-m", "mqp", "sweep", "--reference", "lora.r=4", "--csv", "sweep.csv"], cwd=project).stdout
     assert out.startswith("Reference: lora.r=4; every configuration on the same 96 test pairs")
     rows = {row["configuration"]: row for row in csv.DictReader(open(project / "sweep.csv", encoding="utf-8"))}
     low, high = rows["lora.r=2"], rows["lora.r=4"]
     assert int(low["trainable_params"]) < int(high["trainable_params"])  # the rank reached each adapter
-    assert (high["reference"], high["this_only"], high["reference_only"]) == ("True", "0", "0")
+    assert (high["reference"], high["this_only"], high["other_only"]) == ("True", "0", "0")
     # The paired difference, from the runs' predictions, is the difference of the pooled accuracies,
     # from their reports' counts.
     right = {name: round(summaries[name]["lora"]["accuracy"] * 96) for name in summaries}
-    assert int(low["this_only"]) - int(low["reference_only"]) == right["lora.r=2"] - right["lora.r=4"]
+    assert int(low["this_only"]) - int(low["other_only"]) == right["lora.r=2"] - right["lora.r=4"]
     assert float(low["vs_reference_accuracy_diff"]) == pytest.approx((right["lora.r=2"] - right["lora.r=4"]) / 96, abs=1e-6)
     # `python -m mqp compare` on the same runs, fold by fold: its discordant counts add up to sweep's,
     # and so do its difference, interval and p.
@@ -155,10 +156,10 @@ def check_kfold_and_sweep(project) -> None:
     for fold in (0, 1):
         a, b = summaries["lora.r=2"]["experiments"][fold], summaries["lora.r=4"]["experiments"][fold]
         out = run([sys.executable, "-m", "mqp", "compare", a, b], cwd=project).stdout
-        a_only, b_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", out).groups())
-        counts = [counts[0] + a_only, counts[1] + b_only, counts[2] + 48]
+        this_only, other_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", out).groups())
+        counts = [counts[0] + this_only, counts[1] + other_only, counts[2] + 48]
         assert "compare: the same 48 test pairs in both runs" in out
-    assert (low["this_only"], low["reference_only"]) == (str(counts[0]), str(counts[1]))
+    assert (low["this_only"], low["other_only"]) == (str(counts[0]), str(counts[1]))
     pooled = paired_counts(*counts)
     assert [float(low[f"vs_reference_{key}"]) for key in ("accuracy_diff", "diff_ci_low", "diff_ci_high", "mcnemar_p")] == [
         pooled[key] for key in ("accuracy_diff", "diff_ci_low", "diff_ci_high", "mcnemar_p")]
@@ -207,7 +208,7 @@ def test_open_set_verdicts_pool_over_the_folds():
 def test_runs_of_older_commits_are_read_in_todays_params():
     """An older commit's run lacks a param added since (read as its value today) and has one since
     dropped (left out): its folds join today's runs of the same configuration."""
-    from stages.kfold import as_today, todays_params
+    from mqp.runs import as_today, todays_params
 
     today = todays_params()
     assert today["train.method"] == "lora" and "data.url" not in today  # the repo's params.yaml
@@ -225,7 +226,7 @@ def test_runs_of_older_commits_are_read_in_todays_params():
 def test_a_stage_that_did_not_run_in_an_experiment_is_not_its_own():
     """A run queued up to evaluate keeps its baseline's retrieval outputs, whose dvc.lock entry read
     another fold's data/prepared: they are not the run's (kfold and sweep leave them out)."""
-    from stages.kfold import stage_is_current
+    from mqp.runs import stage_is_current
 
     def lock(prepared: str, adapter: str, retrieval_read: tuple[str, str]) -> dict:
         data, model = str(paths.PREPARED_DIR), str(paths.ADAPTER_DIR)
@@ -243,7 +244,7 @@ def test_a_stage_that_did_not_run_in_an_experiment_is_not_its_own():
 
 
 def test_of_two_runs_of_a_fold_the_one_with_retrieval_counts():
-    from stages.kfold import configurations
+    from mqp.commands.kfold import configurations
 
     with_search = {"params": {"data.split": "kfold", "data.fold": 0}, "retrieval": {"n": 3}, "timestamp": "2026-11-30T01:00"}
     newer_without = {**with_search, "retrieval": None, "timestamp": "2026-11-30T02:00"}

@@ -255,7 +255,8 @@ def test_finetune_soup_trains_each_member_and_saves_their_mean(tmp_path, tiny_be
     """Through the stage: train.members=2 trains seeds 42 and 43 (their curves one after the other
     in dvclive/), and train.json gives each member's best epoch and the soup's validation metrics,
     which evaluate's validation figures equal."""
-    from stages import baseline, evaluate, finetune, predict, prepare, zeroshot
+    from stages import baseline, evaluate, finetune, prepare, zeroshot
+    from mqp.commands import predict
 
     project = in_project(make_workdir(tmp_path / "project", tiny_bert, overrides={"train.members": 2, "train.epochs": 2}))
     prepare.main()

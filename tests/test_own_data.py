@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from helpers import csv_bytes, dvc, git_clone, output_files, pair_rows, read_json, stage
+from helpers import command, csv_bytes, dvc, git_clone, output_files, pair_rows, read_json
 from mqp import paths
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def test_own_csv_trains_from_a_fresh_clone(clone):
     # The sha256 went into params.yaml as one readable line.
     assert f"  sha256: {hashlib.sha256(own_csv()).hexdigest()}\n" in (project / paths.PARAMS_FILE).read_text()
     assert read_json(project / paths.LORA_REPORT)["test"]["n"] > 0
-    result = stage("predict", project, "Is a rash after penicillin an allergy?", "Can penicillin cause a rash?")
+    result = command("predict", project, "Is a rash after penicillin an allergy?", "Can penicillin cause a rash?")
     assert result.stdout.startswith(("similar (label 1", "different (label 0"))
     assert ", from experiment " in result.stderr  # the run just made, not the clone's commit
 

@@ -1,4 +1,4 @@
-"""stages.predict, the inference CLI: one pair, or a CSV to a file or stdout, scored by the trained
+"""mqp predict, the inference CLI: one pair, or a CSV to a file or stdout, scored by the trained
 adapter reloaded from disk (the probabilities evaluate wrote); errors are one line."""
 
 import io
@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from helpers import project_params, repo_params_raw, run, stage, write_params
+from helpers import command, project_params, repo_params_raw, run, write_params
 from mqp import paths
 from mqp.reports import read_predictions
 
@@ -23,7 +23,7 @@ def no_project(tmp_path, in_project):
 def test_predict_answers_a_pair(trained_project):
     project, _ = trained_project
     saved = read_predictions(project / paths.LORA_RESULTS).iloc[0]
-    result = stage("predict", project, saved["question_1"], saved["question_2"])
+    result = command("predict", project, saved["question_1"], saved["question_2"])
     verdict = "similar (label 1" if saved["predicted"] else "different (label 0"
     assert result.stdout == f"{verdict}, P(similar) = {saved['prob_similar']:.4f})\n"
     # Which model answered, on stderr: the trained project's adapter, committed in HEAD.
@@ -39,7 +39,7 @@ def test_predict_csv_reproduces_evaluates_probabilities(trained_project, tmp_pat
     saved = read_predictions(project / paths.LORA_RESULTS)
     pairs = tmp_path / "pairs.csv"
     saved[["question_1", "question_2"]].to_csv(pairs, index=False)
-    out = stage("predict", project, "--csv", str(pairs), "--out", str(tmp_path / "scored.csv")).stdout
+    out = command("predict", project, "--csv", str(pairs), "--out", str(tmp_path / "scored.csv")).stdout
     assert out == f"predict: {len(saved)} pairs scored, {saved['predicted'].sum()} similar -> {tmp_path / 'scored.csv'}\n"
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert list(scored.columns) == ["question_1", "question_2", "prob_similar", "label"]
@@ -51,7 +51,7 @@ def test_predict_csv_reproduces_evaluates_probabilities(trained_project, tmp_pat
 @pytest.mark.slow
 def test_predict_csv_to_stdout(trained_project, tmp_path, in_project, capsys):
     """Without --out, the table on stdout (predict's main in this process: quicker than a new one)."""
-    from stages import predict
+    from mqp.commands import predict
 
     project = in_project(trained_project[0])
     saved = read_predictions(project / paths.LORA_RESULTS)
@@ -70,7 +70,7 @@ def test_predict_csv_to_stdout(trained_project, tmp_path, in_project, capsys):
 
 def error_of(argv, capsys) -> tuple[int, str]:
     """predict's main in this process (quicker than a new one): exit code and stderr."""
-    from stages import predict
+    from mqp.commands import predict
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:

@@ -18,12 +18,13 @@ import yaml
 
 from helpers import REPO, dvc, run
 from mqp import paths
-from mqp.compare import report
+from mqp.commands.compare import report
 from mqp.card import CARD_FILE
 from mqp.metrics import summary_line
 from mqp.params import parse_params
 from mqp.stats import paired_counts, proportion_ci
-from stages import check, evaluate, finetune, prepare, retrieval, zeroshot
+from stages import evaluate, finetune, prepare, retrieval, zeroshot
+from mqp.commands import check
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -100,8 +101,8 @@ def test_readme_compare_output_is_what_compare_prints_for_its_counts():
     lines = block_after("compare")
     n = int(re.search(r"the same (\d+) test pairs", lines[0]).group(1))
     names, accuracies = zip(*(re.fullmatch(r"(\S+) +accuracy (0\.\d{4}) .*", line).groups() for line in lines[1:3]))
-    a_only, b_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", lines[3]).groups())
-    result = paired_counts(a_only, b_only, n)
+    this_only, other_only = map(int, re.search(r"\((\d+) pairs only .* got right, (\d+) only ", lines[3]).groups())
+    result = paired_counts(this_only, other_only, n)
     for key, accuracy in zip("ab", accuracies):
         right = round(float(accuracy) * n)
         result[f"{key}_accuracy"], result[f"{key}_ci"] = right / n, proportion_ci(right, n)

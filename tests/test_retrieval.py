@@ -13,8 +13,8 @@ from statsmodels.stats.proportion import proportion_confint
 from mqp.errors import PipelineError
 from mqp.retrieval import (Index, bm25_scores, build_hnsw, drop_lines, hnsw_top_k, load_index, mqp_bank,
                            probability, ranking_task, ranks_of, read_bank_csv, recall_at_k, save_index, top_k)
-from mqp.stats import (mean_ci, paired_counts, paired_means, paired_ranking, paired_ranking_sums, pool_retrieval,
-                       ranking_metrics, ranking_sums, ranking_values, retrieval_detail)
+from mqp.stats import paired_counts
+from mqp.ranking_metrics import mean_ci, paired_means, paired_ranking, paired_ranking_sums, pool_retrieval, ranking_metrics, ranking_sums, ranking_values, retrieval_detail
 
 
 def unit(rows) -> np.ndarray:
@@ -165,7 +165,7 @@ def test_paired_ranking_by_hand():
     ranks_a, ranks_b = np.array([1, 2, 1, 1]), np.array([3, 1, 2, 1])
     negatives = np.array([5, 5, 5, 5])
     sums = paired_ranking_sums(ranks_a, negatives, ranks_b, negatives)
-    assert (sums["recall_at_1_a_only"], sums["recall_at_1_b_only"]) == (2, 1)
+    assert (sums["recall_at_1_this_only"], sums["recall_at_1_other_only"]) == (2, 1)
     assert sums["mrr_diff_sum"] == pytest.approx((1 - 1 / 3) + (1 / 2 - 1) + (1 - 1 / 2) + 0)
     result = paired_ranking(sums)
     assert result["recall_at_1"] == paired_counts(2, 1, 4)

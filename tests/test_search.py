@@ -1,5 +1,5 @@
 """The retrieval stages for real on the tiny BERT: `dvc repro` builds the retrieval metrics and the
-index; stages.search answers from them with no PEFT importable; a bank of one's own rebuilds the
+index; mqp search answers from them with no PEFT importable; a bank of one's own rebuilds the
 index alone, and only when it changes; a cross-encoder gets its index skipped and search one line;
 bad banks and queries stop with one line."""
 
@@ -18,14 +18,14 @@ from mqp import paths
 from mqp.metrics import p_value_text
 from mqp.openset import probability
 from mqp.retrieval import BI_ENCODER_NEEDED, ranking_task
-from mqp.stats import retrieval_detail
+from mqp.ranking_metrics import retrieval_detail
 
-# Runs stages.search in a Python where PEFT cannot be imported: search must never need it.
+# Runs mqp search in a Python where PEFT cannot be imported: search must never need it.
 NO_PEFT = """
 import runpy, sys
 sys.modules["peft"] = None
-sys.argv = ["stages.search", *sys.argv[1:]]
-runpy.run_module("stages.search", run_name="__main__")
+sys.argv = ["mqp.commands.search", *sys.argv[1:]]
+runpy.run_module("mqp.commands.search", run_name="__main__")
 """
 
 
@@ -263,7 +263,7 @@ def test_cross_encoder_skips_lora_in_retrieval_and_search_says_why(cross_encoder
         "acc_ci": f"{zeroshot['verdict_accuracy_ci_low']:.3f}-{zeroshot['verdict_accuracy_ci_high']:.3f}",
         **({"auc": round(zeroshot["top_hit_auroc"], 4)} if zeroshot["top_hit_auroc"] is not None else {})}
     assert f"index: skipped, {BI_ENCODER_NEEDED.format(folder=paths.MERGED_DIR)}" in out
-    from stages import search as search_stage
+    from mqp.commands import search as search_stage
 
     with pytest.raises(SystemExit) as exit_:
         search_stage.main(["What is flu?"])

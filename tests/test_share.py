@@ -1,6 +1,6 @@
 """Sharing results, as the README's "Share results" section does it, for real: a copy of the
 trained project pushed to a bare git repo and a local-folder DVC remote; a clone that `dvc pull`s
-gets every output, answers `stages.predict` and has nothing to reproduce; experiments go through
+gets every output, answers `mqp predict` and has nothing to reproduce; experiments go through
 `dvc exp push` / `dvc exp pull`; versions tagged with GTO come back with `dvc artifacts get`."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import STAGES, copy_project, dvc, git_clone, gto, output_files, run, stage
+from helpers import command, STAGES, copy_project, dvc, git_clone, gto, output_files, run
 from mqp import paths
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def test_pulled_clone_has_the_outputs_and_nothing_to_do(shared):
     assert output_files(clone, *OUTPUTS) == output_files(shared.project, *OUTPUTS)
     place_raw_csv(shared.project, clone)
     assert json.loads(dvc("status", "--json", cwd=clone).stdout) == {}
-    answer = stage("predict", clone, "Can I drink alcohol after antibiotics?", "Is a beer OK with azithromycin?")
+    answer = command("predict", clone, "Can I drink alcohol after antibiotics?", "Is a beer OK with azithromycin?")
     assert re.fullmatch(r"(similar \(label 1|different \(label 0), P\(similar\) = \d\.\d{4}\)\n", answer.stdout), answer.stdout
     repro = dvc("repro", cwd=clone).stdout
     assert "Running stage" not in repro

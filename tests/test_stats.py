@@ -12,8 +12,7 @@ from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
 
-from mqp.stats import (CONFIDENCE, bootstrap_ci, confusion_counts, f1, paired_comparison,
-                       paired_counts, proportion_ci, roc_auc)
+from mqp.stats import CONFIDENCE, bootstrap_ci, confusion_counts, f1, paired_comparison, paired_counts, proportion_ci, roc_auc
 
 
 def wilson_closed_form(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -76,7 +75,7 @@ def test_exact_mcnemar_equal_discordant_is_one():
 
 # ---------------------------------------------------------------- paired-difference interval (Tango)
 
-# R 4.6.1, PropCIs 0.3.0: scoreci.mp(b_only, a_only, n)$conf.int (PropCIs estimates
+# R 4.6.1, PropCIs 0.3.0: scoreci.mp(other_only, this_only, n)$conf.int (PropCIs estimates
 # (2nd - 1st)/n, hence the swapped arguments), at 95%.
 PROPCIS = [
     (25, 12, 200, 0.005635504722595221, 0.12694109946489335),
@@ -90,9 +89,9 @@ PROPCIS = [
 ]
 
 
-@pytest.mark.parametrize("a_only, b_only, n, low, high", PROPCIS)
-def test_paired_interval_matches_r_propcis(a_only, b_only, n, low, high):
-    result = paired_counts(a_only, b_only, n)
+@pytest.mark.parametrize("this_only, other_only, n, low, high", PROPCIS)
+def test_paired_interval_matches_r_propcis(this_only, other_only, n, low, high):
+    result = paired_counts(this_only, other_only, n)
     assert result["diff_ci_low"] == pytest.approx(low, abs=2e-6)  # R bisects to ~1e-7
     assert result["diff_ci_high"] == pytest.approx(high, abs=2e-6)
 
@@ -110,13 +109,13 @@ def test_paired_interval_agrees_with_uncorrected_mcnemar():
     """Tango's score test at difference 0 is McNemar's z, so 0 lies outside the 95% interval
     exactly when the uncorrected asymptotic McNemar test rejects at 5%."""
     for n in range(1, 13):
-        for a_only in range(n + 1):
-            for b_only in range(1 if a_only == 0 else 0, n + 1 - a_only):
-                result = paired_counts(a_only, b_only, n)
+        for this_only in range(n + 1):
+            for other_only in range(1 if this_only == 0 else 0, n + 1 - this_only):
+                result = paired_counts(this_only, other_only, n)
                 excludes_zero = result["diff_ci_low"] > 0 or result["diff_ci_high"] < 0
-                table = [[0, a_only], [b_only, 0]]
+                table = [[0, this_only], [other_only, 0]]
                 rejects = mcnemar(table, exact=False, correction=False).pvalue < 0.05
-                assert excludes_zero == rejects, (a_only, b_only, n)
+                assert excludes_zero == rejects, (this_only, other_only, n)
 
 
 def test_paired_interval_contains_estimate_and_narrows_with_n():
@@ -141,7 +140,7 @@ def test_no_discordant_pairs():
 def test_paired_counts_rejects_empty_and_impossible():
     with pytest.raises(ValueError, match="n > 0"):
         paired_counts(0, 0, 0)
-    with pytest.raises(ValueError, match="a_only \\+ b_only <= n"):
+    with pytest.raises(ValueError, match="this_only \\+ other_only <= n"):
         paired_counts(6, 5, 10)
 
 
@@ -151,7 +150,7 @@ def test_paired_comparison_hand_made():
     correct_a = [True, True, False, False, True, True]
     correct_b = np.array([True, False, True, False, False, True])
     result = paired_comparison(correct_a, correct_b)
-    assert (result["a_only"], result["b_only"], result["n"]) == (2, 1, 6)
+    assert (result["this_only"], result["other_only"], result["n"]) == (2, 1, 6)
     assert result["accuracy_diff"] == pytest.approx(1 / 6, abs=1e-6)
     assert result == paired_counts(2, 1, 6)
 
@@ -160,7 +159,7 @@ def test_pooling_counts_equals_concatenated_arrays():
     rng = np.random.default_rng(7)
     folds = [(rng.random(n) < 0.8, rng.random(n) < 0.7) for n in (57, 61, 49)]
     per_fold = [paired_comparison(a, b) for a, b in folds]
-    pooled = paired_counts(*(sum(f[k] for f in per_fold) for k in ("a_only", "b_only", "n")))
+    pooled = paired_counts(*(sum(f[k] for f in per_fold) for k in ("this_only", "other_only", "n")))
     concatenated = paired_comparison(np.concatenate([a for a, _ in folds]),
                                      np.concatenate([b for _, b in folds]))
     assert pooled == concatenated

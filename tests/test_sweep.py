@@ -1,4 +1,4 @@
-"""stages.sweep: configurations of a k-fold sweep compared pair by pair with a reference, on hand-made
+"""mqp sweep: configurations of a k-fold sweep compared pair by pair with a reference, on hand-made
 predictions whose discordant counts are known. (The queued sweep through DVC, read back from its
 experiments, is in test_kfold.py.)"""
 
@@ -11,11 +11,10 @@ from helpers import repo_params_raw
 from mqp import paths
 from mqp.errors import PipelineError
 from mqp.stats import paired_counts, proportion_ci
-from stages.kfold import flatten
-from stages.sweep import (Ensemble, answers, change_label, compare, ensemble_line, find_reference, markdown, mean_predictions,
-                          paired_over_folds, paired_search, pooled_validation, search_cells, seed_ensembles, validation_ensembles, validation_markdown,
-                          validation_rows)
-from stages.kfold import todays_params
+from mqp.commands.sweep import (compare, ensemble_line, markdown, pooled_validation, search_cells, seed_ensembles, validation_ensembles, validation_markdown, validation_rows)
+from mqp.configurations import change_label, find_reference
+from mqp.pairing import Ensemble, answers, mean_predictions, paired_over_folds, paired_search
+from mqp.runs import flatten, todays_params
 
 PAIRS = [(f"question {i}?", f"rewrite {i}?") for i in range(10)]
 LABELS = [1, 0] * 5
@@ -28,15 +27,15 @@ def predictions(right: list[int], order=None) -> pd.DataFrame:
     return pd.DataFrame([rows[i] for i in (order or range(len(rows)))])
 
 
-# rev: predictions. Fold 0: a right on 0-7, the reference on 2-9 -> a_only 2 (0, 1), b_only 2 (8, 9).
-# Fold 1: a right on all, the reference on 0-4 -> a_only 5, b_only 0.
+# rev: predictions. Fold 0: a right on 0-7, the reference on 2-9 -> this_only 2 (0, 1), other_only 2 (8, 9).
+# Fold 1: a right on all, the reference on 0-4 -> this_only 5, other_only 0.
 RUNS = {"a0": predictions([1] * 8 + [0] * 2), "r0": predictions([0] * 2 + [1] * 8, order=list(range(9, -1, -1))),
         "a1": predictions([1] * 10), "r1": predictions([1] * 5 + [0] * 5)}
 
 
 def test_paired_difference_sums_each_folds_discordant_pairs():
     result = paired_over_folds(["a0", "a1"], ["r0", "r1"], RUNS.__getitem__)
-    assert (result["a_only"], result["b_only"], result["n"]) == (7, 2, 20)
+    assert (result["this_only"], result["other_only"], result["n"]) == (7, 2, 20)
     assert result == paired_counts(7, 2, 20)
     assert result["accuracy_diff"] == pytest.approx((18 - 13) / 20)
 
@@ -62,9 +61,9 @@ def test_rows_name_params_size_cost_and_difference():
     top, ref = rows
     assert top["lora.r"] == 2 and "train.epochs" not in top  # only the params that vary become columns
     assert (top["trainable_params"], top["minutes_per_fold"], top["reference"]) == (100, 2.5, False)
-    assert (top["this_only"], top["reference_only"]) == (7, 2)
+    assert (top["this_only"], top["other_only"]) == (7, 2)
     assert top["vs_reference_mcnemar_p"] == paired_counts(7, 2, 20)["mcnemar_p"]
-    assert (ref["this_only"], ref["reference_only"], ref["vs_reference_accuracy_diff"], ref["reference"]) == (0, 0, 0, True)
+    assert (ref["this_only"], ref["other_only"], ref["vs_reference_accuracy_diff"], ref["reference"]) == (0, 0, 0, True)
     table = markdown(rows, reference)
     assert "| lora.r=2 | 100 | 0.9000 [0.800, 0.950] | +25.0 points [" in table
     assert "recall_at_1" not in top and "| 0.180 | |  | 2.5 |" in table  # search columns empty
@@ -173,7 +172,7 @@ def test_seed_ensembles_join_configurations_that_differ_only_in_the_seed():
     top = rows[0]
     assert top["configuration"] == ensemble["configuration"] and top["minutes_per_fold"] == 6.0  # all three trainings
     assert top["change"] == "ensemble of train.seed=42+43+44"
-    assert (top["this_only"], top["reference_only"]) == (2, 0)  # seed 42 alone missed pairs 0 and 1
+    assert (top["this_only"], top["other_only"]) == (2, 0)  # seed 42 alone missed pairs 0 and 1
 
 
 def test_validation_ensembles_pool_the_seeds_that_ran_on_every_fold():
@@ -194,7 +193,7 @@ def test_validation_ensembles_pool_the_seeds_that_ran_on_every_fold():
     assert (row["configuration"], row["seeds"], row["folds"], row["n"]) == ("params.yaml", [42, 43], [0, 1], 20)
     # fold 0 with seeds 42 and 43: pair 0 0.5 (right), pair 1 0.4 (right), pairs 2, 3 0.675, 0.325 (right): all 10.
     assert row["accuracy"] == 1.0 and row["each_seed"] == [0.9, 0.9]
-    assert (row["vs_first_seed"]["a_only"], row["vs_first_seed"]["b_only"]) == (2, 0)
+    assert (row["vs_first_seed"]["this_only"], row["vs_first_seed"]["other_only"]) == (2, 0)
     assert "ensemble of train.seed=42+43: validation accuracy 1.0000" in ensemble_line(row)
 
 

@@ -1,7 +1,7 @@
 """The untrained run, `dvc exp run -n base-model -S train.epochs=0` on the committed trained run,
 as the README has users run it: only what the param reaches re-runs, `dvc exp show` lists it, its
 LoRA metrics are exactly the base model's (either architecture), `dvc metrics diff` compares it
-with the trained run, and `stages.check` fails it. Its tests share one file, so that one pytest-xdist
+with the trained run, and `mqp check` fails it. Its tests share one file, so that one pytest-xdist
 worker (`--dist loadfile`) runs that experiment once."""
 
 import csv
@@ -12,7 +12,7 @@ import re
 import pandas as pd
 import pytest
 
-from helpers import DEFAULT_ARCHITECTURE, PROJECT_OF, copy_project, dvc, project_params, read_json, run, set_params, stage
+from helpers import command, DEFAULT_ARCHITECTURE, PROJECT_OF, copy_project, dvc, project_params, read_json, run, set_params
 from mqp import paths
 from mqp.reports import read_predictions
 
@@ -82,7 +82,7 @@ def test_metrics_diff_base_model_against_lora(untrained_project, trained_project
 
 def test_the_workspace_adapter_is_traced_to_its_experiment(untrained_project, monkeypatch):
     """After `dvc exp run -n base-model`, predict names that experiment as the adapter's origin."""
-    from mqp.provenance import adapter_origin
+    from mqp.runs import adapter_origin
 
     project, _ = untrained_project
     monkeypatch.chdir(project)
@@ -92,7 +92,7 @@ def test_the_workspace_adapter_is_traced_to_its_experiment(untrained_project, mo
 
 def test_untrained_lora_fails(untrained_project):
     """train.epochs=0: LoRA is the base model, so not significantly better than it."""
-    result = stage("check", untrained_project[0], check=False)
+    result = command("check", untrained_project[0], check=False)
     assert result.returncode == 1
     assert result.stderr == "check: error: LoRA is not significantly better than base (p < 0.05 required)\n"
     # Tango's interval of a paired difference is not empty at zero discordant pairs.

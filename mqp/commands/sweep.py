@@ -4,21 +4,21 @@ with a reference configuration: both models' answers on the same pairs, fold by 
 
     dvc exp run --queue -S 'data.fold=range(0,5)' -S 'lora.r=2,8,32' -C data/raw evaluate
     OMP_NUM_THREADS=1 dvc queue start -j 2          # wait until `dvc queue status` shows them done
-    python -m stages.sweep --csv sweep.csv          # the reference: params.yaml's configuration
+    python -m mqp sweep --csv sweep.csv          # the reference: params.yaml's configuration
     python plots/render_png.py docs/img sweep.csv --template plots/accuracy_ci.json -x lora.r -y accuracy
 
 Seed ensembles: queue the same configuration with other train.seed values, and --ensemble adds a
 row per configuration that ran with several seeds: each pair's P(similar) averaged over the seeds.
 
     dvc exp run --queue -S 'data.fold=range(0,5)' -S 'train.seed=42,43,44' -C data/raw evaluate
-    python -m stages.sweep --ensemble --validation        # choose on validation, then:
-    python -m stages.sweep --ensemble
+    python -m mqp sweep --ensemble --validation        # choose on validation, then:
+    python -m mqp sweep --ensemble
 
 Before the test folds are read, screen candidates on one fold's validation split:
 
     dvc exp run --queue -S 'lora.r=2,8,32' -C data/raw finetune     # finetune only: no test split read
     OMP_NUM_THREADS=1 dvc queue start -j 2
-    python -m stages.sweep --validation                              # each run's validation accuracy [95% CI]
+    python -m mqp sweep --validation                              # each run's validation accuracy [95% CI]
 
 The per-pair answers are each run's results/lora/predictions.csv (validation_predictions.csv for
 ensembles on validation), read from the run's experiment
@@ -31,124 +31,21 @@ import argparse
 import functools
 import json
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from mqp.cli import stage
+from mqp.commands.kfold import interval, summarise
+from mqp.configurations import change_from_today, change_label, configuration_key, find_reference, is_variant_param
 from mqp.errors import PipelineError
 from mqp.metrics import p_value_text
-from mqp.paths import (DATA_REPORT, PARAMS_FILE, RANKS_FILE, RETRIEVAL_REPORT, RETRIEVAL_RESULTS, TRAIN_REPORT,
-                       VALIDATION_PREDICTIONS_CSV)
-from mqp.runs import PAIR, correct_by_pair, paired_answers, predictions_at, read_run_output
-from mqp.stats import paired_comparison, paired_counts, proportion_ci
-from stages.kfold import (exp_show_json, finished_entries, flatten, git_lock, git_report, interval,
-                          is_variant_param, stage_is_current, summarise, todays_params)
-
-def retrieval_ranks(rev) -> pd.DataFrame | None:
-    """A run's results/retrieval/ranks.csv (each test query's ranks and verdicts); None for a run that
-    stopped before the retrieval stage (its ranks are its baseline's), and for an ensemble (its seeds'
-    embeddings are not averaged)."""
-    if isinstance(rev, Ensemble) or not stage_is_current(git_lock(rev), "retrieval"):
-        return None
-    try:
-        return read_run_output(rev, RETRIEVAL_RESULTS / RANKS_FILE, lambda source: pd.read_csv(source, keep_default_na=False))
-    except FileNotFoundError:
-        return None
-
-
-def search_hits_at(rev) -> pd.Series | None:
-    """Whether LoRA's search ranked each test query's similar rewrite first (recall@1), by query."""
-    ranks = retrieval_ranks(rev)
-    return None if ranks is None else (ranks["lora_rank_similar"] == 1).set_axis(ranks["query"])
-
-
-def search_verdicts_at(rev) -> pd.Series | None:
-    """Whether each test verdict of the run's search method (retrieval.method) was right, two per
-    query: with its rewrite in the bank, then without; None for runs without verdicts."""
-    if isinstance(rev, Ensemble):
-        return None
-    method = ((git_report(rev, RETRIEVAL_REPORT) or {}).get("openset") or {}).get("method")
-    ranks = retrieval_ranks(rev) if method else None
-    if ranks is None or f"{method}_verdict_found" not in ranks:
-        return None
-    return pd.concat([ranks[f"{method}_verdict_{half}"].astype(bool).set_axis(ranks["query"] + f" ({half})")
-                      for half in ("found", "no_match")])
-
-
-def paired_search(revs: list, reference_revs: list, read_hits=search_hits_at, name: str = "recall_at_1") -> dict:
-    """A configuration's pooled search figure `name` (recall@1, or the verdict accuracy) [95% CI] over
-    every fold's queries, and its paired difference with the reference's on the same queries; {} where
-    a run of either has none."""
-    hits, reference_hits = [read_hits(rev) for rev in revs], [read_hits(rev) for rev in reference_revs]
-    if any(h is None for h in hits + reference_hits):
-        return {}
-    ours = pd.concat(hits)
-    theirs = pd.concat([r.reindex(h.index) for h, r in zip(hits, reference_hits)])
-    if theirs.isna().any():
-        raise PipelineError("the two configurations' searches ran on other queries; compare configurations "
-                            "with the same data params")
-    low, high = proportion_ci(int(ours.sum()), len(ours))
-    versus = paired_comparison(ours.to_numpy(), theirs.to_numpy(dtype=bool))
-    return {name: round(float(ours.mean()), 6), f"{name}_ci_low": low, f"{name}_ci_high": high,
-            f"vs_reference_{name}_diff": versus["accuracy_diff"], f"vs_reference_{name}_mcnemar_p": versus["mcnemar_p"]}
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """Runs of one fold that differ only in train.seed, answering together: the mean P(similar)."""
-    revs: tuple[str, ...]
-    threshold: float
-
-
-def mean_predictions(members: list[pd.DataFrame], threshold: float) -> pd.DataFrame:
-    """An ensemble's predictions: each pair's P(similar) averaged over the members, and the answer at threshold."""
-    pairs = members[0][PAIR + ["label"]].reset_index(drop=True)
-    index = pd.MultiIndex.from_frame(pairs[PAIR])
-    probs = np.mean([m.set_index(PAIR)["prob_similar"].reindex(index).to_numpy() for m in members], axis=0)
-    if len({len(m) for m in members}) > 1 or np.isnan(probs).any():
-        raise PipelineError("the runs of a seed ensemble were tested on other pairs; ensemble runs with the same data params")
-    return pairs.assign(prob_similar=probs, predicted=(probs >= threshold).astype(int))
-
-
-def answers(rev: str | Ensemble, read_predictions=predictions_at) -> pd.DataFrame:
-    """A run's predictions, or an ensemble's."""
-    if isinstance(rev, Ensemble):
-        return mean_predictions([read_predictions(member) for member in rev.revs], rev.threshold)
-    return read_predictions(rev)
-
-
-def paired_over_folds(revs: list, reference_revs: list, read_predictions=predictions_at) -> dict:
-    """A configuration against the reference on the same test pairs of every fold: the discordant
-    counts summed over the folds, then the paired difference, its interval and McNemar p."""
-    totals = np.zeros(3, dtype=int)
-    for fold, (rev, reference_rev) in enumerate(zip(revs, reference_revs)):
-        try:
-            counts = paired_answers(correct_by_pair(answers(rev, read_predictions)),
-                                    correct_by_pair(answers(reference_rev, read_predictions)))
-        except PipelineError as error:
-            raise PipelineError(f"fold {fold}: {error}") from None
-        totals += [counts["a_only"], counts["b_only"], counts["n"]]
-    return paired_counts(*totals)
-
-
-def find_reference(summaries: list[dict], params: dict, label: str | None) -> dict:
-    """The configuration named by --reference (its label), else the one params.yaml describes
-    (params: params.yaml as read, not as validated, whose floats would differ in type from DVC's)."""
-    if label is not None:
-        found = [s for s in summaries if s["configuration"] == label]
-        if not found:
-            names = "; ".join(s["configuration"] for s in summaries)
-            raise PipelineError(f"no configuration {label!r} among the finished sweeps: {names}")
-        return found[0]
-    workspace = {k: json.dumps(v) for k, v in flatten(params).items() if is_variant_param(k)}
-    for summary in summaries:
-        if {k: json.dumps(v) for k, v in summary["params"].items()} == workspace:
-            return summary
-    raise PipelineError("no finished configuration has params.yaml's values; run its folds too, or pass "
-                        "--reference with one of: " + "; ".join(s["configuration"] for s in summaries))
+from mqp.paths import DATA_REPORT, PARAMS_FILE, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
+from mqp.pairing import (Ensemble, accuracy_with_ci, answers, paired_over_folds, paired_search, pooled_accuracy, right,
+                         search_hits_at, search_verdicts_at)
+from mqp.runs import exp_show_json, finished_entries, git_report, predictions_at, todays_params
+from mqp.stats import paired_comparison, proportion_ci
 
 
 def seed_ensembles(summaries: list[dict], read_predictions=predictions_at) -> list[dict]:
@@ -156,48 +53,17 @@ def seed_ensembles(summaries: list[dict], read_predictions=predictions_at) -> li
     mean P(similar) of its seeds (Ensemble), pooled over the folds like a configuration's."""
     groups: dict[str, list[dict]] = {}
     for summary in summaries:
-        rest = {k: v for k, v in summary["params"].items() if k != "train.seed"}
-        groups.setdefault(json.dumps(rest, sort_keys=True), []).append(summary)
+        groups.setdefault(configuration_key(summary["params"], ignore=("train.seed",)), []).append(summary)
     ensembles = []
     for members in (group for group in groups.values() if len(group) > 1):
         seeds = "+".join(str(m["params"]["train.seed"]) for m in sorted(members, key=lambda m: m["params"]["train.seed"]))
         revs = [Ensemble(tuple(m["revs"][fold] for m in members), members[0]["params"]["eval.threshold"])
                 for fold in range(len(members[0]["revs"]))]
-        pooled = pd.concat([answers(rev, read_predictions) for rev in revs])
-        correct, n = int((pooled["predicted"] == pooled["label"]).sum()), len(pooled)
-        low, high = proportion_ci(correct, n)
         label = [part for part in members[0]["configuration"].split(", ") if not part.startswith("train.seed=")]
         ensembles.append({"configuration": ", ".join(label + [f"ensemble of train.seed={seeds}"]), "revs": revs, "ensemble": True,
                           "params": {**members[0]["params"], "train.seed": seeds},
-                          "lora": {"n": n, "accuracy": round(correct / n, 6), "accuracy_ci_low": low, "accuracy_ci_high": high}})
+                          "lora": pooled_accuracy([answers(rev, read_predictions) for rev in revs])})
     return ensembles
-
-
-def param_text(value) -> str:
-    """A param's value as `-S` takes it: lists as [a,b]."""
-    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-
-
-def change_from_today(params: dict, today: dict) -> str:
-    """A run's params where they differ from params.yaml's (fold and logging aside), as -S takes
-    them; 'params.yaml' where none do."""
-    changed = [f"{key}={param_text(value)}" for key, value in sorted(params.items())
-               if is_variant_param(key) and json.dumps(value) != json.dumps(today.get(key))]
-    return ", ".join(changed) or "params.yaml"
-
-
-def change_label(summary: dict, reference: dict) -> str:
-    """What a configuration changes from the reference: the params whose values differ (e.g.
-    'lora.alpha=8, lora.r=2'), a seed ensemble's seeds as such; '(reference)' for the reference."""
-    if summary is reference:
-        return "(reference)"
-    parts = []
-    for key, value in sorted(summary["params"].items()):
-        if json.dumps(value) == json.dumps(reference["params"].get(key)):
-            continue
-        ensemble = summary.get("ensemble") and key == "train.seed"
-        parts.append(f"ensemble of train.seed={value}" if ensemble else f"{key}={param_text(value)}")
-    return ", ".join(parts) or "(same params as the reference)"
 
 
 def training_cost(rev: str | Ensemble, read_report=git_report) -> tuple[int | None, float]:
@@ -211,7 +77,7 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
     """One row per configuration: its varying params, trainable params, CPU minutes per fold,
     pooled accuracy [CI], and its difference with the reference; where the runs went on to the
     retrieval stage, the same for search recall@1 and for the verdicts of search's method."""
-    varying = sorted({k for s in summaries for k in s["params"] if len({json.dumps(t["params"].get(k)) for t in summaries}) > 1})
+    varying = varying_params([summary["params"] for summary in summaries])
     # The reference's runs are read once, not per configuration.
     read_predictions, read_hits, read_verdicts = map(functools.cache, (read_predictions, read_hits, read_verdicts))
     rows = []
@@ -227,8 +93,8 @@ def compare(summaries: list[dict], reference: dict, read_predictions=predictions
             "minutes_per_fold": round(float(np.mean([seconds for _, seconds in costs])) / 60, 2),
             "n": lora["n"], "accuracy": lora["accuracy"],
             "accuracy_ci_low": lora["accuracy_ci_low"], "accuracy_ci_high": lora["accuracy_ci_high"],
-            **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("a_only", "b_only", "n")},
-            "this_only": versus["a_only"], "reference_only": versus["b_only"],
+            **{f"vs_reference_{key}": value for key, value in versus.items() if key not in ("this_only", "other_only", "n")},
+            "this_only": versus["this_only"], "other_only": versus["other_only"],
             **paired_search(summary["revs"], reference["revs"], read_hits),
             **paired_search(summary["revs"], reference["revs"], read_verdicts, "verdict_accuracy"),
         })
@@ -266,11 +132,10 @@ def search_cells(row: dict) -> str:
 def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     """Each finished run's validation accuracy [95% CI] at its best epoch (finetune's report), best
     first, with the params that differ between the runs. Where the same params ran more than once
-    (a commit and the workspace, say), the newest run counts."""
+    on a fold (a commit and the workspace, say), the newest run counts."""
     runs, seen = [], set()
-    entries = sorted(finished_entries(exp_show), key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
-    for name, entry, params in entries:
-        key = json.dumps({k: v for k, v in params.items() if not k.startswith("logging.")}, sort_keys=True)
+    for name, entry, params in newest_first(finished_entries(exp_show)):
+        key = (configuration_key(params), params.get("data.fold"))
         train, data = read_report(entry["rev"], TRAIN_REPORT), read_report(entry["rev"], DATA_REPORT)
         if key not in seen and train and data and train.get("epochs"):
             seen.add(key)
@@ -278,33 +143,45 @@ def validation_rows(exp_show: list[dict], read_report=git_report) -> list[dict]:
     if not runs:
         raise PipelineError("no finished run with a trained adapter: queue some, e.g. `dvc exp run --queue "
                             "-S 'lora.r=2,8,32' -C data/raw finetune`, then `dvc queue start`")
-    varying = sorted({k for _, p, _, _ in runs for k in p
-                      if is_variant_param(k) and len({json.dumps(q.get(k)) for _, q, _, _ in runs}) > 1})
+    varying = varying_params([params for _, params, _, _ in runs])
     rows, today = [], todays_params()
     for name, params, train, n in runs:
-        accuracy = train["validation"]["accuracy"]
-        low, high = proportion_ci(round(accuracy * n), n)
+        low, high = proportion_ci(correct_count(train["validation"]["accuracy"], n), n)
         rows.append({"run": name, "change": change_from_today(params, today), **{k: params.get(k) for k in varying},
-                     "data.fold": params.get("data.fold"), "n": n,
-                     "accuracy": accuracy, "accuracy_ci_low": low, "accuracy_ci_high": high,
+                     "data.fold": params.get("data.fold"), "n": n, "accuracy": train["validation"]["accuracy"],
+                     "accuracy_ci_low": low, "accuracy_ci_high": high,
                      "f1": train["validation"]["f1"], "best_epoch": train["best_epoch"],
                      "trainable_params": train["trainable_params"], "minutes": round(train["wall_seconds"] / 60, 2)})
     return sorted(rows, key=lambda row: -row["accuracy"])
 
 
+def correct_count(accuracy: float, n: int) -> int:
+    """The pairs a run got right, from the accuracy finetune reported: correct / n rounded to 6
+    decimals, which gives the count back exactly for n under 500,000."""
+    return round(accuracy * n)
+
+
+def newest_first(entries: list[tuple[str, dict, dict]]) -> list[tuple[str, dict, dict]]:
+    return sorted(entries, key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
+
+
+def varying_params(params: list[dict]) -> list[str]:
+    """The variant params whose values differ between these runs (among the runs that have them)."""
+    return sorted({k for run in params for k in run
+                   if is_variant_param(k) and len({json.dumps(p[k]) for p in params if k in p}) > 1})
+
+
 def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[dict]:
     """Seed ensembles screened on validation: runs that differ only in train.seed, each fold's
-    validation answers the mean P(similar) of the seeds that ran on every such fold, pooled over the
-    folds; beside it each seed alone on the same pairs, and the ensemble against the first seed
-    (McNemar on the discordant pairs, summed over the folds). Each is labelled by the params where
-    it differs from params.yaml."""
-    read_predictions = read_predictions or functools.partial(predictions_at, file=VALIDATION_PREDICTIONS_CSV)
-    groups: dict[str, dict[int, dict]] = {}  # configuration: fold: seed: rev (the newest run)
-    entries = sorted(finished_entries(exp_show), key=lambda e: (e[1].get("data") or {}).get("timestamp") or "", reverse=True)
-    for _, entry, params in entries:
-        config = json.dumps({k: v for k, v in params.items() if is_variant_param(k) and k != "train.seed"}, sort_keys=True)
-        seeds = groups.setdefault(config, {}).setdefault(params.get("data.fold"), {})
-        seeds.setdefault(params.get("train.seed"), []).append(entry["rev"])  # newest first
+    validation answers the mean P(similar) of the seeds that ran on every such fold (Ensemble, as
+    on test), pooled over the folds; beside it each seed alone on the same pairs, and the ensemble
+    against the first seed (McNemar on the discordant pairs, summed over the folds). Each is
+    labelled by the params where it differs from params.yaml."""
+    read_predictions = functools.cache(read_predictions or functools.partial(predictions_at, file=VALIDATION_PREDICTIONS_CSV))
+    groups: dict[str, dict[int, dict]] = {}  # configuration: fold: seed: revs (newest first)
+    for _, entry, params in newest_first(finished_entries(exp_show)):
+        seeds = groups.setdefault(configuration_key(params, ignore=("train.seed",)), {}).setdefault(params.get("data.fold"), {})
+        seeds.setdefault(params.get("train.seed"), []).append(entry["rev"])
     ensembles = {}
     for config, by_fold in groups.items():
         folds = sorted(fold for fold, seeds in by_fold.items() if len(seeds) > 1)
@@ -312,33 +189,31 @@ def validation_ensembles(exp_show: list[dict], read_predictions=None) -> list[di
         if len(seeds) < 2:
             continue
         try:
-            members = [[newest_readable(by_fold[fold][seed], read_predictions) for seed in seeds] for fold in folds]
+            revs = [[newest_readable(by_fold[fold][seed], read_predictions) for seed in seeds] for fold in folds]
         except PipelineError as error:  # only runs from before evaluate wrote validation predictions
             print(f"sweep: ensemble of train.seed {seeds} left out: {error}", file=sys.stderr)
             continue
-        ensemble = pd.concat([mean_predictions(frames, json.loads(config)["eval.threshold"]) for frames in members])
-        alone = [pd.concat([frames[i] for frames in members]) for i in range(len(seeds))]
-        right = (ensemble["predicted"] == ensemble["label"]).to_numpy()
-        n = len(ensemble)
-        low, high = proportion_ci(int(right.sum()), n)
-        first = (alone[0]["predicted"] == alone[0]["label"]).to_numpy()
-        ensembles[config] = {"seeds": seeds, "folds": folds, "n": n, "accuracy": round(float(right.mean()), 6),
-                             "accuracy_ci_low": low, "accuracy_ci_high": high,
-                             "each_seed": [round(float((a["predicted"] == a["label"]).mean()), 6) for a in alone],
-                             "vs_first_seed": paired_comparison(right, first)}
+        threshold = json.loads(config)["eval.threshold"]
+        ensemble = pd.concat([answers(Ensemble(tuple(members), threshold), read_predictions) for members in revs])
+        alone = [pd.concat([read_predictions(members[i]) for members in revs]) for i in range(len(seeds))]
+        ensembles[config] = {"seeds": seeds, "folds": folds, **pooled_accuracy([ensemble]),
+                             "each_seed": [pooled_accuracy([a])["accuracy"] for a in alone],
+                             "vs_first_seed": paired_comparison(right(ensemble), right(alone[0]))}
     today = todays_params()
     return [{"configuration": change_from_today(json.loads(config), today), **row}
             for config, row in sorted(ensembles.items(), key=lambda item: -item[1]["accuracy"])]
 
 
-def newest_readable(revs: list[str], read_predictions) -> pd.DataFrame:
-    """The predictions of the newest of these runs (the same params) that has them."""
+def newest_readable(revs: list[str], read_predictions) -> str:
+    """The newest of these runs (the same params) that has predictions to read."""
     for rev in revs[:-1]:
         try:
-            return read_predictions(rev)
+            read_predictions(rev)
+            return rev
         except PipelineError:
             continue
-    return read_predictions(revs[-1])
+    read_predictions(revs[-1])
+    return revs[-1]
 
 
 def ensemble_line(row: dict) -> str:
@@ -357,12 +232,9 @@ def pooled_validation(rows: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["change"], []).append(row)
-    pooled = []
-    for label, runs in groups.items():
-        correct, n = sum(round(r["accuracy"] * r["n"]) for r in runs), sum(r["n"] for r in runs)
-        low, high = proportion_ci(correct, n)
-        pooled.append({"configuration": label, "folds": sorted(r["data.fold"] for r in runs), "n": n,
-                       "accuracy": round(correct / n, 6), "accuracy_ci_low": low, "accuracy_ci_high": high})
+    pooled = [{"configuration": label, "folds": sorted(r["data.fold"] for r in runs),
+               **accuracy_with_ci(sum(correct_count(r["accuracy"], r["n"]) for r in runs), sum(r["n"] for r in runs))}
+              for label, runs in groups.items()]
     return sorted(pooled, key=lambda row: -row["accuracy"])
 
 
@@ -378,7 +250,7 @@ def validation_markdown(rows: list[dict]) -> str:
 
 @stage("sweep")
 def main(params, argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mqp sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--reference", help="the configuration to compare with, as its label in the table "
                                             "(e.g. 'lora.r=8'); default: params.yaml's")
     parser.add_argument("--csv", help="write the rows here, for `dvc plots show FILE --template plots/accuracy_ci.json`")

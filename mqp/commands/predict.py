@@ -1,7 +1,7 @@
 """predict: score question pairs with the trained adapter.
 
-    python -m stages.predict "question one" "question two"
-    python -m stages.predict --csv pairs.csv --out scored.csv   # columns question_1, question_2
+    python -m mqp predict "question one" "question two"
+    python -m mqp predict --csv pairs.csv --out scored.csv   # columns question_1, question_2
 
 The output CSV has the input's columns plus prob_similar (P(similar), 4 decimals) and label (1 where
 prob_similar >= eval.threshold). Which model scored them goes to stderr: the adapter's folder, its
@@ -24,14 +24,14 @@ from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
 from mqp.models import load_tokenizer
 from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR, TRAIN_REPORT
-from mqp.provenance import adapter_origin
+from mqp.runs import adapter_origin
 
 PAIR = ["question_1", "question_2"]
 CSV_FLOATS = "%.4f"  # prob_similar as written: 4 decimals, 0.9930 not 0.993
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mqp predict", description=__doc__.splitlines()[0])
     parser.add_argument("question_1", nargs="?")
     parser.add_argument("question_2", nargs="?")
     parser.add_argument("--csv", help="input CSV with columns question_1, question_2")

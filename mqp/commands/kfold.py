@@ -2,7 +2,7 @@
 
     dvc exp run --queue -S 'data.fold=range(0,5)' -C data/raw evaluate retrieval   # an experiment per test fold
     dvc queue start                                                         # then wait for `dvc queue status`
-    python -m stages.kfold                                                  # this table
+    python -m mqp kfold                                                  # this table
 
 It reads the finished experiments of the current commit (`dvc exp show --json`; with
 --all-commits, of every commit) and each one's reports (metrics/detail/, committed in the
@@ -17,99 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import yaml
 
 from mqp.cli import stage
+from mqp.configurations import TODAY, configuration_key
 from mqp.errors import PipelineError
 from mqp.files import write_json
 from mqp.metrics import p_value_text
-from mqp.paths import BASE_REPORT, LORA_REPORT, PARAMS_FILE, RETRIEVAL_REPORT, ZEROSHOT_REPORT
 from mqp.openset import pool_openset
-from mqp.provenance import LOCK_FILE
-from mqp.runs import WORKSPACE
-from mqp.stats import paired_counts, pool_retrieval, proportion_ci
+from mqp.paths import BASE_REPORT, LORA_REPORT, RETRIEVAL_REPORT, ZEROSHOT_REPORT
+from mqp.ranking_metrics import pool_retrieval
+from mqp.runs import exp_show_json, finished_entries, git_lock, git_report, stage_is_current
+from mqp.stats import pooled_paired, proportion_ci, summed
 
 MODELS = {"base": BASE_REPORT, "zeroshot": ZEROSHOT_REPORT, "lora": LORA_REPORT}
-
-
-def is_variant_param(key: str) -> bool:
-    """Params that make another configuration: all but the fold and the logging settings."""
-    return key != "data.fold" and not key.startswith("logging.")
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def git_report(rev: str, path: Path) -> dict | None:
-    """A report as committed in `rev` (an experiment's git commit), or the workspace's file; None
-    where it does not exist."""
-    if rev == WORKSPACE:
-        return json.loads(path.read_text()) if path.exists() else None
-    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(shown.stdout) if shown.returncode == 0 else None
-
-
-def todays_params() -> dict:
-    """params.yaml as it is now, flat; empty where there is none."""
-    return flatten(yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")) or {}) if PARAMS_FILE.exists() else {}
-
-
-def as_today(params: dict, today: dict) -> dict:
-    """A run's params in today's params.yaml's terms, so that runs of older commits compare with
-    new ones: a param the run lacks had the behaviour of its value today (a new param's default
-    keeps the old behaviour), and one params.yaml has dropped is left out."""
-    return {key: params.get(key, value) for key, value in today.items()} if today else params
-
-
-def git_lock(rev: str) -> dict | None:
-    """dvc.lock as committed in `rev`, or the workspace's; None where there is none."""
-    if rev == WORKSPACE:
-        return yaml.safe_load(LOCK_FILE.read_text()) if LOCK_FILE.exists() else None
-    shown = subprocess.run(["git", "show", f"{rev}:{LOCK_FILE}"], capture_output=True, text=True)
-    return yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
-
-
-def stage_is_current(lock: dict | None, stage: str) -> bool:
-    """Whether a run's outputs of `stage` are its own: the stage's dvc.lock entry read what the run's
-    other stages wrote (every dep that is another stage's output has that output's hash). A run
-    queued with targets that stop before the stage (`... evaluate`) keeps its baseline commit's
-    outputs of it: another fold's, or another adapter's. Without a dvc.lock nothing tells: True."""
-    if lock is None:
-        return True
-    stages = lock.get("stages") or {}
-    outs = {out["path"]: out.get("md5") for entry in stages.values() for out in entry.get("outs", [])}
-    deps = (stages.get(stage) or {}).get("deps", [])
-    return bool(deps) and all(outs[dep["path"]] == dep.get("md5") for dep in deps if dep["path"] in outs)
-
-
-def finished_entries(exp_show: list[dict]) -> list[tuple[str, dict, dict]]:
-    """(name, `dvc exp show` entry, flat params as_today) of the workspace, the commits and each
-    finished experiment; experiments still queued, running or failed are left out."""
-    entries = [(entry["name"] or entry["rev"], entry) for entry in exp_show]
-    for commit in exp_show:
-        for experiment in commit.get("experiments") or []:
-            state = (experiment.get("executor") or {}).get("state", "success")
-            if state == "success":  # not queued, running or failed
-                entries += [(rev.get("name") or rev["rev"][:7], rev) for rev in experiment["revs"]]
-    finished, today = [], todays_params()
-    for name, entry in entries:
-        data = entry.get("data") or {}
-        params = flatten((data.get("params") or {}).get(str(PARAMS_FILE), {}).get("data") or {})
-        if not entry.get("error") and params:
-            finished.append((name, entry, as_today(params, today)))
-    return finished
 
 
 def finished_runs(exp_show: list[dict], read_report=git_report, read_lock=git_lock) -> list[dict]:
@@ -130,21 +53,20 @@ def finished_runs(exp_show: list[dict], read_report=git_report, read_lock=git_lo
     return runs
 
 
-def configurations(runs: list[dict]) -> dict[tuple, dict[int, dict]]:
+def configurations(runs: list[dict]) -> dict[str, dict[int, dict]]:
     """kfold runs grouped by every param but the fold: {config: {fold: run}}; where a fold ran
     more than once, the newest run counts, of those that went on to the retrieval stage if any did."""
-    groups: dict[tuple, dict[int, dict]] = {}
+    groups: dict[str, dict[int, dict]] = {}
     for run in sorted(runs, key=lambda run: (run["retrieval"] is not None, run["timestamp"]), reverse=True):
         if run["params"].get("data.split") != "kfold":
             continue
-        config = tuple(sorted((k, json.dumps(v)) for k, v in run["params"].items() if is_variant_param(k)))
-        groups.setdefault(config, {}).setdefault(run["params"]["data.fold"], run)
+        groups.setdefault(configuration_key(run["params"]), {}).setdefault(run["params"]["data.fold"], run)
     return groups
 
 
 def pooled_model(folds: list[dict], model: str) -> dict:
     tests = [run["metrics"][model]["test"] for run in folds]
-    counts = {key: sum(t[key] for t in tests) for key in ("tp", "fp", "fn", "tn", "n")}
+    counts = summed(tests, ("tp", "fp", "fn", "tn", "n"))
     correct = counts["tp"] + counts["tn"]
     accuracy = [t["accuracy"] for t in tests]
     auc = [t["roc_auc"] for t in tests]
@@ -161,8 +83,7 @@ def pooled_model(folds: list[dict], model: str) -> dict:
         key = f"vs_{other}"
         if key in folds[0]["metrics"][model]:
             comparisons = [run["metrics"][model][key] for run in folds]
-            summary[key] = paired_counts(sum(c["this_only"] for c in comparisons),
-                                         sum(c["other_only"] for c in comparisons), sum(c["n"] for c in comparisons))
+            summary[key] = pooled_paired(comparisons)
             summary[key]["wins"] = sum(c["accuracy_diff"] > 0 for c in comparisons)
     return summary
 
@@ -173,25 +94,25 @@ def summarise(exp_show: list[dict], read_report=git_report) -> list[dict]:
     if not groups:
         raise PipelineError("no finished kfold experiments with metrics: run `dvc exp run --queue -S "
                             "'data.fold=range(0,5)' -C data/raw evaluate`, then `dvc queue start`, and wait for them")
-    missing = {config: sorted(set(range(int(json.loads(dict(config)["data.folds"])))) - set(by_fold))
-               for config, by_fold in groups.items()}
+    configs = {config: json.loads(config) for config in groups}
+    missing = {config: sorted(set(range(int(configs[config]["data.folds"]))) - set(by_fold)) for config, by_fold in groups.items()}
     # Label configurations by the params whose values differ between the complete ones (between all,
     # if fewer than two are complete), among those that have them: older commits' runs may lack newer params.
-    complete = [config for config in groups if not missing[config]]
-    compared = complete if len(complete) > 1 else list(groups)
-    varying = {k for config in compared for k, _ in config}
-    varying = {k for k in varying if len({dict(c)[k] for c in compared if k in dict(c)}) > 1}
+    complete = [configs[config] for config in groups if not missing[config]]
+    compared = complete if len(complete) > 1 else list(configs.values())
+    varying = {k for params in compared for k in params
+               if len({json.dumps(p[k]) for p in compared if k in p}) > 1}
     summaries = []
     for config, by_fold in groups.items():
-        params = dict(config)
-        folds = int(json.loads(params["data.folds"]))
-        label = ", ".join(f"{k}={json.loads(params[k]) if k in params else None}" for k in sorted(varying)) or "params.yaml"
+        params = configs[config]
+        folds = int(params["data.folds"])
+        label = ", ".join(f"{k}={params.get(k)}" for k in sorted(varying)) or TODAY
         if missing[config]:
             print(f"kfold: {label}: folds {missing[config]} of {folds} have not finished; left out", file=sys.stderr)
             continue
         runs = [by_fold[fold] for fold in range(folds)]
         summary = {"configuration": label, "experiments": [run["name"] for run in runs],
-                   "revs": [run["rev"] for run in runs], "params": {k: json.loads(v) for k, v in config},
+                   "revs": [run["rev"] for run in runs], "params": params,
                    **{model: pooled_model(runs, model) for model in MODELS}}
         if all(run["retrieval"] for run in runs):  # runs queued up to the retrieval stage too
             summary.update(pooled_retrieval(label, runs))
@@ -280,27 +201,9 @@ def retrieval_markdown(pooled: dict) -> str:
     return "\n".join(lines)
 
 
-def experiment_baselines() -> list[str]:
-    """The commits that have experiments: DVC keeps each as refs/exps/<commit[:2]>/<commit[2:]>/<name>."""
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], capture_output=True, text=True)
-    parts = [ref.split("/") for ref in refs.stdout.split()]
-    return sorted({p[2] + p[3] for p in parts if len(p) == 5 and len(p[2] + p[3]) == 40})
-
-
-def exp_show_json(all_commits: bool) -> list[dict]:
-    """`dvc exp show --json` of HEAD, or with all_commits of HEAD and every commit that has
-    experiments. Not DVC's --all-commits: that visits every commit of the history, and its cost
-    grows with commits times finished queue tasks (minutes for a long history)."""
-    revs = [arg for commit in ["HEAD", *experiment_baselines()] for arg in ("--rev", commit)] if all_commits else []
-    result = subprocess.run(["dvc", "exp", "show", "--json", *revs], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise PipelineError(f"`dvc exp show --json` failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads(result.stdout)
-
-
 @stage("kfold")
 def main(params, argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.kfold", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mqp kfold", description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the summaries to this JSON file")
     parser.add_argument("--all-commits", action="store_true", help="read the experiments of every commit that has any")
     args = parser.parse_args(argv)

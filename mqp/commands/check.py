@@ -1,6 +1,6 @@
 """check: exit 1 unless LoRA beats the base model on test accuracy with McNemar p < 0.05.
 
-CI runs it after `dvc repro`; `python -m stages.check` works the same for you. It reports LoRA
+CI runs it after `dvc repro`; `python -m mqp check` works the same for you. It reports LoRA
 against the zero-shot baseline the same way; that one informs, it does not gate.
 """
 

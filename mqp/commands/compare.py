@@ -3,7 +3,7 @@
     python -m mqp compare A B       # A, B: an experiment's name, a commit or branch (HEAD), or workspace
 
 Each run's test accuracy [95% CI], then A − B: the difference in points [95% CI] and the exact
-McNemar p, from the pairs only one of them got right: what `python -m stages.sweep` computes for
+McNemar p, from the pairs only one of them got right: what `python -m mqp sweep` computes for
 two configurations, here for any two runs of one fold.
 """
 
@@ -13,7 +13,8 @@ import argparse
 
 from mqp.cli import stage
 from mqp.metrics import p_value_text
-from mqp.runs import WORKSPACE, correct_by_pair, paired_answers, predictions_at, resolve_run
+from mqp.pairing import correct_by_pair, paired_answers
+from mqp.runs import WORKSPACE, predictions_at, resolve_run
 from mqp.stats import proportion_ci
 
 
@@ -36,7 +37,7 @@ def report(name_a: str, name_b: str, result: dict) -> str:
     lines.append(f"{name_a} − {name_b}: {100 * result['accuracy_diff']:+.1f} points "
                  f"[{100 * result['diff_ci_low']:+.1f}, {100 * result['diff_ci_high']:+.1f}], "
                  f"exact McNemar p {p_value_text(result['mcnemar_p'])} "
-                 f"({result['a_only']} pairs only {name_a} got right, {result['b_only']} only {name_b})")
+                 f"({result['this_only']} pairs only {name_a} got right, {result['other_only']} only {name_b})")
     return "\n".join(lines)
 
 
