@@ -31,7 +31,7 @@ def gpt2_step_time(steps: int = 5, batch: int = 16) -> dict:
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     from mqp.cli import quiet_libraries
-    from mqp.inference import encode_pairs
+    from mqp.encoding import encode_pairs
     from mqp.lora import add_lora
     from mqp.models import device
     from mqp.params import LoraParams

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, SHARED, clock, heading, machine, ms, stage_env, tiny_model, tiny_workdir
+from benchmarks.common import REPO, SHARED, clock, heading, machine, stage_env, tiny_model, tiny_workdir
 
 STAGES = ("prepare", "baseline", "zeroshot", "finetune", "evaluate", "export")
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "mqp", "plots", ".gitignore")

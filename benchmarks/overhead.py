@@ -40,8 +40,9 @@ def trainer_epoch(params, splits, checkpoints: Path) -> tuple[list[float], list[
     """One epoch of finetune's Trainer: seconds per step, the batches it trained on, its logged losses."""
     from transformers import TrainerCallback
 
+    from mqp.architectures import base_model
     from mqp.lora import with_lora
-    from mqp.models import base_model, device, load_tokenizer
+    from mqp.models import device, load_tokenizer
     from mqp.training import collator_for, fit, make_trainer, training_arguments, training_sets
 
     on = device()
@@ -78,8 +79,9 @@ def bare_loop(params, batches: list[dict]) -> list[float]:
     """Seconds per step of forward, backward and AdamW on the same model, nothing else."""
     import torch
 
+    from mqp.architectures import base_model
     from mqp.lora import with_lora
-    from mqp.models import base_model, device, load_tokenizer
+    from mqp.models import device, load_tokenizer
     from mqp.training import optimizer_for
 
     on = device()

@@ -29,16 +29,17 @@ RECIPES = {
 
 def run_recipe(recipe: str, epochs: int | None = None) -> dict:
     """Train and score one recipe in this process; returns its measurements."""
+    from mqp.architectures import base_model
     from mqp.cli import quiet_libraries
     from mqp.inference import score_splits
     from mqp.lora import load_trained, save_trained, with_lora
     from mqp.metrics import classification_metrics
-    from mqp.models import base_model, load_tokenizer
+    from mqp.models import load_tokenizer
     from mqp.params import load_params
     from mqp.paths import TMP_DIR
     from mqp.splits import load_splits
-    from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, training_arguments,
-                              training_sets, training_summary)
+    from mqp.train_records import training_summary
+    from mqp.training import collator_for, fit, fix_mmap_threshold, make_trainer, training_arguments, training_sets
 
     quiet_libraries()
     fix_mmap_threshold()
@@ -66,16 +67,16 @@ def run_recipe(recipe: str, epochs: int | None = None) -> dict:
         summary = training_summary(trainer, result, datasets[0], params, time.perf_counter() - started)
         adapter = Path(scratch) / "adapter"
         adapter.mkdir()
-        save_trained(trainer.model, adapter)
+        save_trained(trainer.model, params, adapter)
         model = load_trained(params, tokenizer, adapter)
         probs = score_splits(model, tokenizer, splits, params, names=("test",))["test"]
     metrics = classification_metrics(splits["test"]["label"], probs, params.eval.threshold)
     return {
         "benchmark": name,
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "train_seconds": summary["train_seconds"],
-        "samples_per_second": summary["train_samples_per_second"],
-        "tokens_per_second": summary["train_tokens_per_second"],
+        "train_seconds": summary.train_seconds,
+        "samples_per_second": summary.train_samples_per_second,
+        "tokens_per_second": summary.train_tokens_per_second,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "test_accuracy": metrics["accuracy"],
         "test_f1": metrics["f1"],

@@ -1,6 +1,6 @@
 """Retrieval at scale: banks of 10k, 100k and 1M random unit vectors (384 dimensions, the default
-model's) searched exactly (one matrix product, mqp.retrieval.top_k) and through a faiss HNSW graph
-(mqp.retrieval.build_hnsw, the retrieval.search: hnsw param), with the real model's encode throughput
+model's) searched exactly (one matrix product, mqp.nearest.top_k) and through a faiss HNSW graph
+(mqp.nearest.build_hnsw, the retrieval.search: hnsw param), with the real model's encode throughput
 and mqp search's start-up.
 
     python benchmarks/retrieval_scale.py                       # everything (minutes; HNSW at 1M the longest)
@@ -27,7 +27,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mqp.paths import INDEX_BANK, INDEX_DIR, INDEX_EMBEDDINGS, MERGED_DIR  # noqa: E402
-from mqp.retrieval import build_hnsw, encode, hnsw_top_k, load_exported, load_index, recall_at_k, top_k  # noqa: E402
+from mqp.architectures.bi_encoder import load_exported  # noqa: E402
+from mqp.banks import load_index  # noqa: E402
+from mqp.nearest import build_hnsw, hnsw_top_k, recall_at_k, top_k  # noqa: E402
+from mqp.search import encode  # noqa: E402
 
 DIMENSION = 384
 K = 10

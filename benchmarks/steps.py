@@ -16,9 +16,10 @@ class TrainingSteps:
         random sample of pairs."""
         import torch
 
+        from mqp.architectures import base_model
         from mqp.cli import quiet_libraries
         from mqp.lora import with_lora
-        from mqp.models import base_model, device, load_tokenizer
+        from mqp.models import device, load_tokenizer
         from mqp.params import load_params
         from mqp.splits import load_split
         from mqp.training import QuestionGroupedSampler, collator_for, optimizer_for, training_sets

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import yaml
 
-from mqp.inference import PAIR_SEPARATOR
-from mqp.lora import HEAD_FILE
+from mqp.architectures import architecture_for
 from mqp.models import resolve_model
 from mqp.params import Params
-from mqp.paths import CALIBRATION_JSON
+from mqp.train_records import TrainSummary
 
 CARD_FILE = "README.md"  # where the Hub and PEFT look for a model card
 DATASET_ID = "curaihealth/medical_questions_pairs"  # its copy on the Hugging Face Hub
 DATASET_URL = "https://github.com/curai/medical-question-pair-dataset"
 METRICS = {"accuracy": "accuracy", "f1": "F1", "precision": "precision", "recall": "recall", "roc_auc": "ROC AUC"}
-PIPELINE_TAGS = {"cross-encoder": "text-classification", "bi-encoder": "sentence-similarity"}
 COMPARED = {"vs_base": "base model with its untrained head", "vs_zeroshot": "zero-shot cosine of the base embeddings"}
 
 
@@ -48,7 +46,7 @@ def metadata(params: Params, name: str, split: str, metrics: dict, extra: dict) 
         "datasets": [DATASET_ID],
         "language": ["en"],
         "metrics": list(METRICS),
-        "pipeline_tag": PIPELINE_TAGS[params.model.architecture],
+        "pipeline_tag": architecture_for(params).PIPELINE_TAG,
         "tags": [*(["lora"] if params.train.method == "lora" else []), params.model.architecture, "medical", "question-similarity", "dvc"],
         "model-index": [{
             "name": name,
@@ -85,9 +83,7 @@ def training_section(params: Params, layers: list[str]) -> str:
     """Model, LoRA and training params; `layers` are the layers LoRA adapted (mqp.lora.adapted_layers)."""
     lora, train, model = params.lora, params.train, params.model
     chosen = "chosen by `lora.target_modules: auto`" if lora.target_modules == "auto" else "from `lora.target_modules`"
-    head = ("P(similar) = sigmoid(scale · cosine + bias) of the two questions' embeddings "
-            f"({model.pooling} pooling), scale and bias trained" if model.architecture == "bi-encoder"
-            else "both questions in one input, a 2-class classification head trained with LoRA")
+    head = architecture_for(params).head_description(model)
     adapted = (f"- LoRA (PEFT): r={lora.r}, alpha={lora.alpha:g}, dropout {lora.dropout:g}, on the {', '.join(layers)} "
                f"layers ({chosen}).\n" if train.method == "lora" else
                "- Full fine-tuning (`train.method: full`): every weight of the model trained, no LoRA.\n")
@@ -144,48 +140,22 @@ def python_block(lines: list[str]) -> str:
 
 
 def adapter_usage(params: Params, folder: Path) -> str:
+    architecture = architecture_for(params)
     if params.train.method == "full":
-        loader = ("AutoModelForSequenceClassification" if params.model.architecture == "cross-encoder" else "AutoModel")
+        loader = architecture.FULL_MODEL_CLASS
         lines = [f"from transformers import {loader}",
-                 f'model = {loader}.from_pretrained("{folder}")  # every weight fine-tuned, no PEFT']
-        if params.model.architecture == "bi-encoder":
-            lines += ["from safetensors.torch import load_file",
-                      f'head = load_file("{folder}/{HEAD_FILE}")  # P(similar) = sigmoid(scale * cosine + bias)']
-    elif params.model.architecture == "cross-encoder":
-        lines = ["from peft import AutoPeftModelForSequenceClassification",
-                 f'model = AutoPeftModelForSequenceClassification.from_pretrained("{folder}")  # base model + adapter + head',
-                 "# then tokenize (question_1, question_2) with the base model's tokenizer; softmax(logits)[1] = P(similar)"]
+                 f'model = {loader}.from_pretrained("{folder}")  # every weight fine-tuned, no PEFT',
+                 *architecture.head_loading(folder)]
     else:
-        lines = ["from transformers import AutoModel; from peft import PeftModel; from safetensors.torch import load_file",
-                 f'encoder = PeftModel.from_pretrained(AutoModel.from_pretrained("{params.model.name}"), "{folder}")',
-                 f'head = load_file("{folder}/{HEAD_FILE}")  # P(similar) = sigmoid(scale * cosine + bias)']
+        lines = architecture.adapter_loading(params, folder)
     return ("## Load it\n\n" + python_block(lines) + "\nIn this repository `python -m mqp predict \"question 1\" "
             "\"question 2\"` scores a pair with it, and the `export` stage merges it into a standalone model.\n")
 
 
-def question_1_input(sep_token: str | None) -> str:
-    """question_1 as the pipeline feeds it: tokenizers without a separator token get one appended."""
-    return "question_1" if sep_token is not None else f"question_1 + {PAIR_SEPARATOR!r}"
-
-
 def merged_usage(params: Params, folder: Path, sep_token: str | None, calibration: dict | None) -> str:
     """Three lines that load the merged model and set p_similar for one pair, with no PEFT."""
-    if params.model.architecture == "cross-encoder":
-        lines = ["from transformers import pipeline",
-                 f'classify = pipeline("text-classification", model="{folder}", top_k=None)',
-                 'p_similar = {s["label"]: s["score"] for s in classify({"text": '
-                 f'{question_1_input(sep_token)}, "text_pair": question_2}})}}["similar"]']
-        orders = ("The evaluation averaged P(similar) over both question orders (`eval.average_orders`); "
-                  "do the same for its exact figures.\n" if params.eval.average_orders else "")
-        return "## Use it\n\n" + python_block(lines) + "\n" + orders
-    lines = ["import json, math; from sentence_transformers import SentenceTransformer",
-             f'model, head = SentenceTransformer("{folder}"), json.load(open("{folder}/{CALIBRATION_JSON}"))',
-             'e1, e2 = model.encode([question_1, question_2]); '
-             'p_similar = 1 / (1 + math.exp(-(head["scale"] * float(e1 @ e2) + head["bias"])))']
-    return ("## Use it\n\n" + python_block(lines) +
-            f"\nThe embeddings are unit vectors, so `e1 @ e2` is their cosine; P(similar) = sigmoid("
-            f"{calibration['scale']:.4f} · cosine {calibration['bias']:+.4f}), and a pair is called similar at "
-            f"P(similar) ≥ {calibration['threshold']:g} (all three in `{CALIBRATION_JSON}`).\n")
+    lines, notes = architecture_for(params).merged_usage(params, folder, sep_token, calibration)
+    return "## Use it\n\n" + python_block(lines) + "\n" + notes
 
 
 LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two patient questions ask the same "
@@ -195,23 +165,15 @@ LIMITS = ("## Intended use and limits\n\nA research model: it tells whether two 
           "distribution only.\n")
 
 
-def kept_epochs(summary: dict) -> str:
-    """train.json's kept epoch: 'epoch 2 of 3', or a soup's one per member."""
-    best = summary["best_epoch"]
-    if isinstance(best, list):
-        return f"epochs {', '.join(map(str, best))} of {summary['epochs']}, one per member of the soup"
-    return f"epoch {best} of {summary['epochs']}"
-
-
-def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: Path, layers: list[str]) -> str:
+def adapter_card(params: Params, summary: TrainSummary, sizes: dict[str, int], folder: Path, layers: list[str]) -> str:
     """The adapter's card: validation metrics of the kept epoch (finetune never reads the test split)."""
-    validation = summary.get("validation") or {}
+    validation = summary.validation
     what = "LoRA adapter for" if params.train.method == "lora" else "Fully fine-tuned"
     title = f"# {what} `{params.model.name}`: is question 2 the same as question 1? (MQP)\n"
     if validation:
-        results = (f"## Validation metrics\n\nKept {kept_epochs(summary)} (best validation F1), "
-                   f"{summary['trainable_params']:,} trainable parameters of "
-                   f"{summary['total_params']:,} ({summary['trainable_percent']}%), threshold "
+        results = (f"## Validation metrics\n\nKept {summary.kept_epochs()} (best validation F1), "
+                   f"{summary.trainable_params:,} trainable parameters of "
+                   f"{summary.total_params:,} ({summary.trainable_percent}%), threshold "
                    f"{params.eval.threshold:g}:\n\n{metrics_table(validation)}\nThe test metrics are the `evaluate` "
                    "stage's (`metrics/detail/lora.json`) and the merged model's card.\n")
     else:
@@ -225,8 +187,8 @@ def adapter_card(params: Params, summary: dict, sizes: dict[str, int], folder: P
 def merged_card(params: Params, lora_metrics: dict, sizes: dict[str, int], folder: Path, layers: list[str],
                 sep_token: str | None, calibration: dict | None) -> str:
     """The merged model's card: test metrics with their 95% intervals and the paired comparisons."""
-    library = "sentence-transformers" if params.model.architecture == "bi-encoder" else "transformers"
-    meta = metadata(params, "mqp-lora-merged", "test", lora_metrics["test"], {"library_name": library})
+    meta = metadata(params, "mqp-lora-merged", "test", lora_metrics["test"],
+                    {"library_name": architecture_for(params).LIBRARY})
     title = (f"# `{params.model.name}` + LoRA, merged: is question 2 the same as question 1? (MQP)\n\n"
              "The LoRA adapter folded into the base weights (PEFT `merge_and_unload`): a standalone model that "
              "loads without PEFT.\n" if params.train.method == "lora" else

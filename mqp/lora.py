@@ -1,22 +1,21 @@
-"""LoRA with PEFT: which layers it adapts, wrapping a model, and saving and reloading adapters."""
+"""LoRA with PEFT: which layers it adapts, wrapping a model, and saving and reloading adapters (or
+fully fine-tuned models), each architecture as mqp.architectures says."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import LoraConfig, TaskType, get_peft_model
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from mqp.biencoder import BiEncoder
+from mqp.architectures import architecture_for, base_model
 from mqp.errors import PipelineError
-from mqp.models import base_model, device, load_classifier, load_encoder
+from mqp.models import device
 from mqp.params import LoraParams, Params
-from mqp.paths import ADAPTER_CONFIG
+from mqp.paths import ADAPTER_CONFIG, HEAD_FILE
 
 # BERT-like encoders: LoRA on every attention and dense projection of the encoder layers
 # (a regex, so the pooler and a RoBERTa classifier's own `dense` stay out).
@@ -24,9 +23,6 @@ ENCODER_TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense)"
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "data2vec-text"}
 # A whole model's config (train.method full), where an adapter has ADAPTER_CONFIG.
 FULL_MODEL_CONFIG = "config.json"
-# The bi-encoder's scale and bias, saved beside the adapter.
-HEAD_FILE = "similarity_head.safetensors"
-TASK_TYPES = {"cross-encoder": TaskType.SEQ_CLS, "bi-encoder": TaskType.FEATURE_EXTRACTION}
 
 
 def _linear_names(model: nn.Module) -> list[str]:
@@ -74,16 +70,13 @@ def add_lora(model: nn.Module, lora: LoraParams, task_type: TaskType = TaskType.
 
 
 def with_lora(model: nn.Module, params: Params):
-    """The model with LoRA on its encoder; the heads stay trainable (PEFT's modules_to_save for
-    the classifier, plain parameters for the bi-encoder)."""
-    if isinstance(model, BiEncoder):
-        model.encoder = add_lora(model.encoder, params.lora, TaskType.FEATURE_EXTRACTION)
-        model.encoder.peft_config["default"].base_model_name_or_path = params.model.name
-        return model
-    model = add_lora(model, params.lora)
+    """The model with LoRA on its architecture's lora_module; the heads stay trainable (PEFT's
+    modules_to_save for the classifier, plain parameters for the bi-encoder)."""
+    architecture = architecture_for(params)
+    adapted = add_lora(architecture.lora_module(model), params.lora, TaskType(architecture.TASK_TYPE))
     # Record the model id, not this machine's path to it.
-    model.peft_config["default"].base_model_name_or_path = params.model.name
-    return model
+    adapted.peft_config["default"].base_model_name_or_path = params.model.name
+    return architecture.with_lora_module(model, adapted)
 
 
 def for_training(model: nn.Module, params: Params):
@@ -97,31 +90,9 @@ def adapted_layers(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, LoraLayer)})
 
 
-def save_trained(model: nn.Module, folder: Path) -> None:
-    if isinstance(model, BiEncoder):
-        model.encoder.save_pretrained(folder)
-        save_file(model.head_state(), folder / HEAD_FILE)
-    else:
-        model.save_pretrained(folder)
-
-
-def soup(params: Params, tokenizer, folders: list[Path]) -> BiEncoder:
-    """One bi-encoder from several trained ones (train.members): its LoRA update is the exact mean
-    of theirs, B·A = mean of B_i·A_i, their A and B side by side (PEFT's add_weighted_adapter, 'cat':
-    rank members × r), and its head is the mean of their heads."""
-    model = base_model(params, tokenizer)
-    names = [f"member_{i}" for i in range(len(folders))]
-    encoder = PeftModel.from_pretrained(model.encoder, folders[0], adapter_name=names[0])
-    for name, folder in zip(names[1:], folders[1:]):
-        encoder.load_adapter(folder, adapter_name=name)
-    encoder.add_weighted_adapter(names, [1 / len(names)] * len(names), "default", combination_type="cat")
-    encoder.set_adapter("default")
-    for name in names:
-        encoder.delete_adapter(name)
-    model.encoder = encoder
-    heads = [load_file(folder / HEAD_FILE) for folder in folders]
-    model.load_head_state({key: torch.stack([head[key] for head in heads]).mean(0) for key in heads[0]})
-    return model
+def save_trained(model: nn.Module, params: Params, folder: Path) -> None:
+    """The adapter (or the fully fine-tuned model) and any head file into folder."""
+    architecture_for(params).save_trained(model, folder)
 
 
 def load_trained(params: Params, tokenizer, adapter_dir: Path):
@@ -133,17 +104,11 @@ def load_trained(params: Params, tokenizer, adapter_dir: Path):
     if not all((adapter_dir / name).exists() for name in (ADAPTER_CONFIG, "adapter_model.safetensors")):
         raise PipelineError(f"no trained adapter in {adapter_dir}: run `dvc repro` first")
     saved_task = json.loads((adapter_dir / ADAPTER_CONFIG).read_text()).get("task_type")
-    architecture = params.model.architecture
-    if saved_task != TASK_TYPES[architecture]:
-        raise PipelineError(f"the adapter in {adapter_dir} is not a {architecture}'s (task type {saved_task}); "
+    architecture = architecture_for(params)
+    if saved_task != architecture.TASK_TYPE:
+        raise PipelineError(f"the adapter in {adapter_dir} is not a {architecture.NAME}'s (task type {saved_task}); "
                             "run `dvc repro` to train one for the current params")
-    model = base_model(params, tokenizer)
-    if isinstance(model, BiEncoder):
-        model.encoder = PeftModel.from_pretrained(model.encoder, adapter_dir, is_trainable=False)
-        model.load_head_state(load_file(adapter_dir / HEAD_FILE))
-    else:
-        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-    return model.to(device()).eval()
+    return architecture.load_adapter(base_model(params, tokenizer), adapter_dir).to(device()).eval()
 
 
 def is_full_model(folder: Path) -> bool:
@@ -152,14 +117,9 @@ def is_full_model(folder: Path) -> bool:
 
 
 def load_full_model(params: Params, tokenizer, folder: Path):
-    """A fully fine-tuned model, loaded like a pretrained one from its folder; the bi-encoder's head beside it."""
-    saved = params.model.model_copy(update={"name": str(folder)})
-    has_head = (folder / HEAD_FILE).exists()
-    if has_head != (params.model.architecture == "bi-encoder"):
-        raise PipelineError(f"the model in {folder} is not a {params.model.architecture}'s; "
+    """A fully fine-tuned model, loaded like a pretrained one from its folder (the bi-encoder's head beside it)."""
+    architecture = architecture_for(params)
+    if (folder / HEAD_FILE).exists() != architecture.SAVES_HEAD_FILE:
+        raise PipelineError(f"the model in {folder} is not a {architecture.NAME}'s; "
                             "run `dvc repro` to train one for the current params")
-    if not has_head:
-        return load_classifier(saved, tokenizer, params.train.seed)
-    model = BiEncoder(load_encoder(saved), params.model.pooling)
-    model.load_head_state(load_file(folder / HEAD_FILE))
-    return model
+    return architecture.load_full_model(params, tokenizer, folder)

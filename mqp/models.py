@@ -10,9 +10,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from mqp.biencoder import BiEncoder
 from mqp.errors import PipelineError
-from mqp.params import ModelParams, Params
+from mqp.params import ModelParams
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # eval.batch_size: auto: 16 on the CPU (faster than 64 on 2 cores), this on an accelerator, where
@@ -119,14 +118,3 @@ def load_encoder(model: ModelParams):
         raise _offline_error(model.name, exc) from None
     set_dropout(encoder, model.dropout)
     return encoder
-
-
-def base_model(params: Params, tokenizer):
-    """The untrained model of model.architecture: the classifier with its seeded fresh head, or
-    the bi-encoder with its initial similarity head."""
-    # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
-    set_seed(params.train.seed)
-    if params.model.architecture == "bi-encoder":
-        return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight,
-                         params.train.batch_negatives_weight)
-    return load_classifier(params.model, tokenizer, params.train.seed)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mqp.retrieval import query_blocks
+from mqp.nearest import query_blocks
 from mqp.stats import pooled_paired, proportion_ci, summed
 
 # The counts an open-set report keeps; pooling over folds adds them.

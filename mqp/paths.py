@@ -14,6 +14,8 @@ REJECTED_CSV = PREPARED_DIR / "rejected.csv"
 
 ADAPTER_DIR = Path("models/adapter")
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's, inside it: the rank, targets and base model
+# The bi-encoder's scale and bias, saved beside its adapter (or its fully fine-tuned encoder).
+HEAD_FILE = "similarity_head.safetensors"
 # The adapter merged into its base model: a standalone Hugging Face folder (stage export).
 MERGED_DIR = Path("models/merged")
 # The bi-encoder's similarity calibration inside it: scale, bias and threshold.

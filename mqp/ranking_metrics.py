@@ -27,7 +27,7 @@ def ranking_values(ranks, negative_ranks) -> dict[str, np.ndarray]:
     recall@k: the relevant item is in the top k (with one relevant item, recall@k = hit@k).
     mrr: 1 / rank. ndcg@10: 1 / log2(rank + 1) within the top 10, else 0 (one relevant item, so
     the ideal DCG is 1). outrank: the relevant item ranks above the hard negative (strictly: two
-    items tied on score share the lower rank, mqp.retrieval.ranks_of, and a tie is no win).
+    items tied on score share the lower rank, mqp.nearest.ranks_of, and a tie is no win).
     """
     ranks, negatives = np.asarray(ranks), np.asarray(negative_ranks)
     if ranks.ndim != 1 or ranks.shape != negatives.shape or ranks.size == 0:

@@ -10,8 +10,8 @@ Scores are cosines of the method the index was built for (retrieval.method): the
 LoRA's (the exported model), or their fusion, cos(zero-shot) + w x cos(LoRA). Fusion is one inner
 product over the two embeddings side by side, [zero-shot, sqrt(w) x LoRA], so exact search and HNSW
 run on it unchanged. The verdict's threshold and its calibration into P(already answered) were
-chosen on the validation split by the retrieval stage. Only sentence-transformers and numpy are
-loaded: no PEFT, no training code.
+chosen on the validation split by the retrieval stage. Only sentence-transformers and numpy do the
+work: PEFT, datasets and the Trainer are never loaded.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mqp.architectures import embeds_questions
+from mqp.architectures.bi_encoder import BI_ENCODER_NEEDED, load_exported
+from mqp.banks import Index, load_hnsw, load_index, read_index_meta
 from mqp.errors import PipelineError
+from mqp.models import inference_batch_size
+from mqp.nearest import hnsw_top_k, top_k
 from mqp.openset import probability
 from mqp.paths import INDEX_DIR, MERGED_DIR
-from mqp.retrieval import BI_ENCODER_NEEDED, Index, encode, hnsw_top_k, load_exported, load_hnsw, load_index, read_index_meta, top_k
 
 COLUMNS = ["query", "rank", "id", "question", "score", "p_answered"]
 VERDICT_COLUMNS = ["query", "verdict", "match_id", "match_question", "p_answered", "threshold"]
@@ -44,6 +48,13 @@ def base_model(name: str, pooling: str, max_length: int):
         encoder.tokenizer.pad_token = encoder.tokenizer.eos_token
     pooled = models.Pooling(encoder.get_word_embedding_dimension(), "mean" if pooling == "mean" else "lasttoken")
     return SentenceTransformer(modules=[encoder, pooled, models.Normalize()])
+
+
+def encode(model, texts, batch_size: int | str) -> np.ndarray:
+    """Unit-length float32 embeddings of texts by a sentence-transformers model (the exported
+    model and base_model normalise them themselves); batch_size may be auto (eval.batch_size)."""
+    return model.encode(list(texts), batch_size=inference_batch_size(batch_size), convert_to_numpy=True,
+                        show_progress_bar=False)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class Searcher:
         retrieval.hnsw_ef_search when the index was built)."""
         folder = Path(folder)
         meta = read_index_meta(folder)
-        if meta.get("architecture") != "bi-encoder":
+        if not embeds_questions(meta.get("architecture")):
             raise PipelineError(BI_ENCODER_NEEDED.format(folder=MERGED_DIR))
         if "verdict" not in meta:
             raise PipelineError(f"the index in {folder} has no verdict (built by an older version): run `dvc repro index`")

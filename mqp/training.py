@@ -1,14 +1,13 @@
-"""Training with the Hugging Face Trainer: tokenised datasets, collators, arguments, the Trainer
-itself, and the summary of a run. stages/finetune.py puts them together."""
+"""Training with the Hugging Face Trainer: the architecture's datasets and collator, arguments,
+samplers, the Trainer itself and fitting. stages/finetune.py puts them together, and
+mqp.train_records records the run."""
 
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
@@ -16,16 +15,12 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from mqp.biencoder import SIDES, BiEncoder
+from mqp.architectures import architecture_for
 from mqp.errors import PipelineError
-from mqp.inference import encode_pairs
 from mqp.metrics import classification_metrics
 from mqp.models import device, inference_batch_size
 from mqp.params import Params
-from mqp.paths import checkpoints_dir
-
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-VALIDATION_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "loss")
+from mqp.train_records import VALIDATION_METRICS
 M_MMAP_THRESHOLD = -3  # glibc's mallopt option
 
 
@@ -37,29 +32,6 @@ def fix_mmap_threshold(size: int = 2 << 20) -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, size)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
-
-
-def pair_dataset(table: pd.DataFrame, tokenizer, max_length: int, swapped: bool = False) -> Dataset:
-    """Cross-encoder inputs, tokenised once, with a `length` column for length-grouped batches;
-    with swapped, also each pair in the other question order (`swapped_*` columns)."""
-    encoded = encode_pairs(tokenizer, table["question_1"], table["question_2"], max_length)
-    columns = {**encoded, "labels": table["label"].tolist(), "length": [len(ids) for ids in encoded["input_ids"]]}
-    if swapped:
-        other = encode_pairs(tokenizer, table["question_2"], table["question_1"], max_length)
-        columns.update({f"swapped_{key}": values for key, values in other.items()})
-    return Dataset.from_dict(columns)
-
-
-def question_dataset(table: pd.DataFrame, tokenizer, max_length: int) -> Dataset:
-    """Bi-encoder inputs: each question tokenised alone (`*_1`, `*_2` columns), `length`, and
-    `group`, the same number for the pairs that share a question_1 (QuestionGroupedSampler)."""
-    columns = {"labels": table["label"].tolist()}
-    for side, column in zip(SIDES, ("question_1", "question_2")):
-        encoded = tokenizer(list(table[column]), truncation=True, max_length=max_length)
-        columns.update({f"{key}_{side}": values for key, values in encoded.items()})
-    columns["length"] = [len(a) + len(b) for a, b in zip(columns["input_ids_1"], columns["input_ids_2"])]
-    columns["group"] = pd.factorize(table["question_1"])[0].tolist()
-    return Dataset.from_dict(columns)
 
 
 def with_implied_pairs(train: pd.DataFrame) -> pd.DataFrame:
@@ -78,52 +50,12 @@ def with_implied_pairs(train: pd.DataFrame) -> pd.DataFrame:
 def training_sets(params: Params, tokenizer, splits: dict[str, pd.DataFrame]) -> tuple[Dataset, Dataset]:
     """The train and validation datasets of model.architecture (batched by length: PairTrainer);
     with train.implied_pairs, the train split's implied pairs too."""
-    max_length = params.model.max_length
     train = with_implied_pairs(splits["train"]) if params.train.implied_pairs else splits["train"]
-    if params.model.architecture == "bi-encoder":
-        return (question_dataset(train, tokenizer, max_length),
-                question_dataset(splits["validation"], tokenizer, max_length))
-    return (pair_dataset(train, tokenizer, max_length, swapped=params.train.swap_questions),
-            pair_dataset(splits["validation"], tokenizer, max_length).sort("length"))
-
-
-class PairCollator(DataCollatorWithPadding):
-    """Pads a batch of model inputs; where a pair comes in both orders, a seeded coin picks one.
-
-    Question similarity is symmetric, so the swapped pair is a free second example: the model
-    learns no preference for which question comes first.
-    """
-
-    def __init__(self, tokenizer, seed: int, **kwargs):
-        super().__init__(tokenizer, **kwargs)
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = []
-        for feature in features:
-            swap = "swapped_input_ids" in feature and self.rng.random() < 0.5
-            prefix = "swapped_" if swap else ""
-            inputs = {key: feature[prefix + key] for key in MODEL_INPUTS if prefix + key in feature}
-            batch.append({**inputs, "labels": feature["labels"]})
-        return super().__call__(batch)
-
-
-class QuestionPairCollator(DataCollatorWithPadding):
-    """Pads each side of a bi-encoder batch on its own (`input_ids_1`, ..., `input_ids_2`, ...)."""
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = {"labels": torch.tensor([feature["labels"] for feature in features])}
-        for side in SIDES:
-            padded = super().__call__([{key: feature[f"{key}_{side}"] for key in MODEL_INPUTS
-                                        if f"{key}_{side}" in feature} for feature in features])
-            batch.update({f"{key}_{side}": value for key, value in padded.items()})
-        return batch
+    return architecture_for(params).training_sets(train, splits["validation"], tokenizer, params)
 
 
 def collator_for(params: Params, tokenizer, **padding) -> DataCollatorWithPadding:
-    if params.model.architecture == "bi-encoder":
-        return QuestionPairCollator(tokenizer, **padding)
-    return PairCollator(tokenizer, params.train.seed, **padding)
+    return architecture_for(params).collator(params, tokenizer, **padding)
 
 
 def mixed_precision(precision: str) -> str:
@@ -173,7 +105,7 @@ def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -
         # The Trainer's NaN check reads every step's loss on the host: a sync per step that
         # leaves a GPU idle. A NaN loss then shows in the logged loss instead of being skipped.
         logging_nan_inf_filter=False,
-        optim="adamw_torch_fused",  # the cross-encoder's; optimizer_for builds the bi-encoder's
+        optim="adamw_torch_fused",  # the default; an architecture's optimizer_for may build its own
         # The collators pick the model inputs themselves (PairCollator needs the swapped_* columns).
         remove_unused_columns=False,
         # Told outright when there is no accelerator: transformers refuses bf16 on a CPU it was not
@@ -194,19 +126,8 @@ def compute_metrics(threshold: float):
 
 
 def optimizer_for(model, params: Params):
-    """AdamW with the bi-encoder's scale and bias at their own learning rate (they move on a
-    scale of ~10, the LoRA weights on ~1e-3); None lets the Trainer build its default. Fused on
-    CUDA: one kernel for all parameters instead of several per tensor. Not on the CPU, where it
-    changes the last bits of each update (the tiny pipeline's third logged loss moved by 1e-7)
-    and so the default's CPU figures, for a few percent of a step."""
-    if not isinstance(model, BiEncoder):
-        return None
-    head = [model.scale, model.bias]
-    lora = [p for p in model.encoder.parameters() if p.requires_grad]
-    return torch.optim.AdamW([
-        {"params": lora, "lr": params.train.learning_rate, "weight_decay": params.train.weight_decay},
-        {"params": head, "lr": params.train.head_learning_rate, "weight_decay": 0.0},
-    ], fused=device().type == "cuda")
+    """The architecture's optimizer; None lets the Trainer build its default."""
+    return architecture_for(params).optimizer(model, params)
 
 
 class QuestionGroupedSampler(Sampler):
@@ -334,86 +255,3 @@ def fit(trainer: Trainer, epochs: int, checkpoints: Path):
         if trainer.is_world_process_zero():
             shutil.rmtree(checkpoints, ignore_errors=True)
     return result
-
-
-def remove_stale_checkpoints() -> list[Path]:
-    """Remove the checkpoint folders of finetune runs whose process is gone (`kill -9` skips
-    fit's cleanup); returns them. A torchrun launch names its folder by TORCHELASTIC_RUN_ID, not
-    a pid, so nothing tells whether it still runs: such folders are left alone."""
-    pattern = checkpoints_dir("*")
-    prefix = checkpoints_dir("").name
-    removed = []
-    for folder in sorted(pattern.parent.glob(pattern.name)):
-        run_id = folder.name.removeprefix(prefix)
-        if folder.is_dir() and run_id.isdigit() and not process_alive(int(run_id)):
-            shutil.rmtree(folder, ignore_errors=True)  # another finetune may be removing it too
-            removed.append(folder)
-    return removed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (a reused id counts as alive: the
-    folder is kept, the safe side)."""
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    except OverflowError:
-        return False  # not a possible pid
-    return True
-
-
-def trainable_parameters(model) -> tuple[int, int]:
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-
-
-def training_summary(trainer: Trainer, result, train_set: Dataset, params: Params, wall_seconds: float) -> dict:
-    """What train.json records: sizes, the best epoch and its validation metrics, speed."""
-    trainable, total = trainable_parameters(trainer.model)
-    # load_best_model_at_end restored the epoch with the best validation F1.
-    history = [log for log in trainer.state.log_history if "eval_f1" in log]
-    best = max(history, key=lambda log: log["eval_f1"]) if history else {}
-    seconds = result.metrics["train_runtime"] if result else 0.0
-    train_tokens = sum(train_set["length"]) * params.train.epochs
-    return {
-        "trainable_params": int(trainable),
-        "total_params": int(total),
-        "trainable_percent": round(100 * trainable / total, 4),
-        "epochs": params.train.epochs,
-        "best_epoch": int(best.get("epoch", 0)),
-        "train_loss": round(result.training_loss, 6) if result else None,
-        "train_seconds": round(seconds, 1),
-        "train_samples_per_second": round(result.metrics["train_samples_per_second"], 2) if result else 0.0,
-        "train_tokens_per_second": round(train_tokens / seconds, 1) if seconds else 0.0,
-        "wall_seconds": round(wall_seconds, 1),
-        "validation": {key.removeprefix("eval_"): round(value, 6) for key, value in best.items()
-                       if key.removeprefix("eval_") in VALIDATION_METRICS},
-    }
-
-
-def soup_summary(members: list[dict], validation: dict, params: Params, wall_seconds: float) -> dict:
-    """train.json for a soup (train.members): what was trained, summed over the members; each
-    member's best epoch; the soup's own validation metrics (mqp.metrics.classification_metrics)."""
-    trainable = sum(member["trainable_params"] for member in members)
-    total = members[0]["total_params"] - members[0]["trainable_params"] + trainable
-    seconds = sum(member["train_seconds"] for member in members)
-    samples = sum(member["train_samples_per_second"] * member["train_seconds"] for member in members)
-    tokens = sum(member["train_tokens_per_second"] * member["train_seconds"] for member in members)
-    return {
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_percent": round(100 * trainable / total, 4),
-        "epochs": params.train.epochs,
-        "best_epoch": [member["best_epoch"] for member in members],
-        "train_loss": round(float(np.mean([member["train_loss"] for member in members])), 6),
-        "train_seconds": round(seconds, 1),
-        "train_samples_per_second": round(samples / seconds, 2),
-        "train_tokens_per_second": round(tokens / seconds, 1),
-        "wall_seconds": round(wall_seconds, 1),
-        "validation": {key: round(float(validation[key]), 6) for key in VALIDATION_METRICS},
-        "members": [{"seed": params.train.seed + i, "best_epoch": member["best_epoch"], "train_loss": member["train_loss"],
-                     "validation": member["validation"]} for i, member in enumerate(members)],
-    }

@@ -1,11 +1,12 @@
 """baseline: the untrained model (the "before"): the base model with a fresh, seeded classifier
 head, or for the bi-encoder its initial similarity head."""
 
+from mqp.architectures import base_model
 from mqp.cli import stage
 from mqp.files import write_json
 from mqp.inference import score_splits
 from mqp.metrics import headline, model_report, summary_line
-from mqp.models import base_model, device, load_tokenizer
+from mqp.models import device, load_tokenizer
 from mqp.paths import BASE_METRICS, BASE_REPORT, BASE_RESULTS
 from mqp.reports import write_test_results
 from mqp.splits import load_splits

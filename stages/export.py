@@ -1,9 +1,9 @@
 """export: fold the trained LoRA adapter into its base model and save a standalone Hugging Face
 folder (no PEFT needed to load it) with a model card of the test results."""
 
+from mqp.architectures import architecture_for
 from mqp.card import CARD_FILE, merged_card
 from mqp.cli import stage
-from mqp.export import merge, save_merged
 from mqp.files import atomic_dir, read_json
 from mqp.lora import adapted_layers, load_trained
 from mqp.models import load_tokenizer
@@ -18,9 +18,11 @@ def main(params) -> None:
     tokenizer = load_tokenizer(params.model)
     trained = load_trained(params, tokenizer, ADAPTER_DIR)
     layers = adapted_layers(trained)  # named before merging folds them away
-    model = merge(trained).cpu()
+    architecture = architecture_for(params)
+    model = architecture.merge(trained).cpu()
     with atomic_dir(MERGED_DIR) as scratch:
-        calibration = save_merged(model, tokenizer, scratch, params.model.max_length, lora_metrics["threshold"])
+        calibration = architecture.save_merged(model, tokenizer, scratch, params.model.max_length,
+                                               lora_metrics["threshold"])
         sizes = {split: data[split]["n"] for split in SPLITS}
         (scratch / CARD_FILE).write_text(
             merged_card(params, lora_metrics, sizes, MERGED_DIR, layers, tokenizer.sep_token, calibration), encoding="utf-8")

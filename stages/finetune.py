@@ -8,28 +8,29 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqp.card import CARD_FILE, adapter_card, kept_epochs
+from mqp.architectures import base_model, bi_encoder
+from mqp.card import CARD_FILE, adapter_card
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
 from mqp.inference import score_pairs
-from mqp.lora import adapted_layers, for_training, save_trained, soup
+from mqp.lora import adapted_layers, for_training, save_trained
 from mqp.metrics import classification_metrics
-from mqp.models import base_model, device, load_tokenizer
+from mqp.models import device, load_tokenizer
 from mqp.paths import ADAPTER_DIR, DVCLIVE_DIR, DVCLIVE_PLOTS, TMP_DIR, TRAIN_REPORT, checkpoints_dir
 from mqp.splits import load_splits
 from mqp.tracking import training_callbacks
-from mqp.training import (collator_for, fit, fix_mmap_threshold, make_trainer, remove_stale_checkpoints, soup_summary,
-                          training_arguments, training_sets, training_summary)
+from mqp.train_records import TrainSummary, remove_stale_checkpoints, soup_summary, training_summary
+from mqp.training import collator_for, fit, fix_mmap_threshold, make_trainer, training_arguments, training_sets
 
 
-def summary_line(summary: dict, device: str) -> str:
-    if summary["epochs"] == 0:
+def summary_line(summary: TrainSummary, device: str) -> str:
+    if summary.epochs == 0:
         return f"finetune: epochs=0, saved the untrained adapter (the base model with its initial head) to {ADAPTER_DIR}"
     return (
-        f"finetune: {summary['trainable_params']:,} trainable params of {summary['total_params']:,} "
-        f"({summary['trainable_percent']}%); best {kept_epochs(summary)}, "
-        f"validation F1 {summary['validation']['f1']:.4f}; {summary['train_samples_per_second']} samples/s, "
-        f"{summary['wall_seconds']} s ({device})"
+        f"finetune: {summary.trainable_params:,} trainable params of {summary.total_params:,} "
+        f"({summary.trainable_percent}%); best {summary.kept_epochs()}, "
+        f"validation F1 {summary.validation['f1']:.4f}; {summary.train_samples_per_second} samples/s, "
+        f"{summary.wall_seconds} s ({device})"
     )
 
 
@@ -64,8 +65,8 @@ def train_single(params, tokenizer, datasets, started: float):
 
 def train_soup(params, tokenizer, datasets, splits, started: float):
     """train.members models, one after another (their curves follow each other in dvclive/), then
-    their soup (mqp.lora.soup) and its validation metrics: (model, train.json's summary), as
-    train_single."""
+    their soup (bi_encoder.soup: params allow train.members for the bi-encoder only) and its
+    validation metrics: (model, train.json's summary), as train_single."""
     members, folders = [], []
     TMP_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=TMP_DIR) as scratch:
@@ -74,10 +75,10 @@ def train_soup(params, tokenizer, datasets, splits, started: float):
             members.append(training_summary(trainer, result, datasets[0], params, 0.0))
             folders.append(Path(scratch) / f"member_{member}")
             if trainer.is_world_process_zero():
-                save_trained(trainer.model, folders[-1])
+                save_trained(trainer.model, params, folders[-1])
         if not trainer.is_world_process_zero():
             return None, None
-        model = soup(params, tokenizer, folders)
+        model = bi_encoder.soup(base_model(params, tokenizer), folders)
     validation = splits["validation"]
     probs = score_pairs(model, tokenizer, validation["question_1"], validation["question_2"], params)
     metrics = classification_metrics(validation["label"], probs, params.eval.threshold)
@@ -100,12 +101,12 @@ def main(params) -> None:
     if model is None:
         return  # under torchrun, one process writes the outputs
     with atomic_dir(ADAPTER_DIR) as scratch:
-        save_trained(model, scratch)
+        save_trained(model, params, scratch)
         # Replaces PEFT's bare template with this run's card (train and validation only).
         sizes = {name: len(splits[name]) for name in ("train", "validation")}
         (scratch / CARD_FILE).write_text(adapter_card(params, summary, sizes, ADAPTER_DIR, adapted_layers(model)),
                                          encoding="utf-8")
-    write_json(TRAIN_REPORT, summary)
+    write_json(TRAIN_REPORT, summary.to_json())
     print(summary_line(summary, device().type))
 
 

@@ -17,9 +17,10 @@ import numpy as np
 from mqp.cli import stage
 from mqp.files import atomic_dir, write_json
 from mqp.paths import INDEX_DIR, INDEX_META, MERGED_DIR, VERDICT_JSON
-from mqp.retrieval import (BI_ENCODER_NEEDED, Index, build_hnsw, drop_lines, encode, is_bi_encoder, is_mqp_bank,
-                           load_exported, mqp_bank, read_bank_csv, save_index)
-from mqp.search import base_model
+from mqp.architectures import bi_encoder, exported_architecture
+from mqp.banks import Index, drop_lines, is_mqp_bank, mqp_bank, read_bank_csv, save_index
+from mqp.nearest import build_hnsw
+from mqp.search import base_model, encode
 
 
 ENCODER_NAMES = {"zeroshot": "the zero-shot model", "lora": str(MERGED_DIR)}
@@ -48,7 +49,7 @@ def encoders(params, verdict: dict) -> dict:
 
 
 def load_encoder(name: str, spec: dict):
-    return base_model(spec["name"], spec["pooling"], spec["max_length"]) if name == "zeroshot" else load_exported(Path(spec["path"]))[0]
+    return base_model(spec["name"], spec["pooling"], spec["max_length"]) if name == "zeroshot" else bi_encoder.load_exported(Path(spec["path"]))[0]
 
 
 def parts(verdict: dict) -> list[tuple[str, float]]:
@@ -62,11 +63,12 @@ def parts(verdict: dict) -> list[tuple[str, float]]:
 @stage("index")
 def main(params) -> None:
     retrieval = params.retrieval
-    if not is_bi_encoder(MERGED_DIR) and MERGED_DIR.is_dir():
+    exported = exported_architecture(MERGED_DIR)
+    if not exported.EMBEDS_QUESTIONS and MERGED_DIR.is_dir():
         # A cross-encoder experiment still runs the whole pipeline: its index says why it is empty.
         with atomic_dir(INDEX_DIR) as scratch:
-            write_json(scratch / INDEX_META, {"architecture": "cross-encoder", "size": 0})
-        print(f"index: skipped, {BI_ENCODER_NEEDED.format(folder=MERGED_DIR)}")
+            write_json(scratch / INDEX_META, {"architecture": exported.NAME, "size": 0})
+        print(f"index: skipped, {bi_encoder.BI_ENCODER_NEEDED.format(folder=MERGED_DIR)}")
         return
     verdict = json.loads(VERDICT_JSON.read_text())
     bank, source = load_bank(retrieval)
@@ -77,7 +79,7 @@ def main(params) -> None:
     searched = np.hstack([factor * vectors[name] for name, factor in parts(verdict)]).astype(np.float32)
     index = Index(searched, bank["question"].tolist(), bank["id"].tolist())
     hnsw = build_hnsw(searched, retrieval.hnsw_m, retrieval.hnsw_ef_construction) if retrieval.search == "hnsw" else None
-    meta = {"architecture": "bi-encoder", "bank": retrieval.bank, "search": retrieval.search,
+    meta = {"architecture": bi_encoder.NAME, "bank": retrieval.bank, "search": retrieval.search,
             "hnsw_ef_search": retrieval.hnsw_ef_search, "encoders": specs, "parts": parts(verdict), "verdict": verdict}
     with atomic_dir(INDEX_DIR) as scratch:
         save_index(index, scratch, meta, hnsw)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mqp.architectures import architecture_for
 from mqp.cli import stage
+from mqp.encoding import embed
 from mqp.files import atomic_dir, write_json
-from mqp.inference import embed
 from mqp.lora import load_trained
 from mqp.metrics import paired_text
 from mqp.models import device, load_encoder, load_tokenizer
@@ -28,7 +29,7 @@ from mqp.openset import (calibration, choose_threshold, openset_metrics, openset
                          precision_recall, top_hit_auroc, top_hits)
 from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
                        VERDICT_CURVE_CSV, VERDICT_JSON)
-from mqp.retrieval import RankingTask, bm25_scores, ranking_task
+from mqp.ranking import RankingTask, bm25_scores, ranking_task
 from mqp.splits import load_split
 from mqp.stats import paired_comparison
 from mqp.ranking_metrics import retrieval_detail
@@ -69,8 +70,9 @@ def embedded_splits(params) -> dict[str, Split]:
                                          params.eval.batch_size, params.model.pooling)
 
     embed_all(load_encoder(params.model).to(device()).eval(), "zeroshot")
-    if params.model.architecture == "bi-encoder":
-        trained = load_trained(params, tokenizer, ADAPTER_DIR).encoder
+    architecture = architecture_for(params)
+    if architecture.EMBEDS_QUESTIONS:
+        trained = architecture.lora_module(load_trained(params, tokenizer, ADAPTER_DIR))  # its encoder
         embed_all(trained, "lora")
         if hasattr(trained, "peft_config"):  # WiSE scales a LoRA update; a fully fine-tuned model has none
             from peft.helpers import rescale_adapter_scale

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mqp.cli import stage
 from mqp.files import write_json
-from mqp.inference import cosine
+from mqp.encoding import cosine
 from mqp.metrics import best_threshold, headline, model_report, summary_line
 from mqp.models import device, load_encoder, load_tokenizer
 from mqp.paths import ZEROSHOT_METRICS, ZEROSHOT_REPORT, ZEROSHOT_RESULTS

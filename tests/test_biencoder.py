@@ -10,8 +10,10 @@ from helpers import QUESTIONS_1, QUESTIONS_2, STAGES, read_json, tiny_params
 from mqp import paths
 from mqp.biencoder import RANKING_SCALE, BiEncoder, batch_negatives_loss, pool, ranking_loss
 from mqp.inference import score_pairs
-from mqp.lora import HEAD_FILE, with_lora
-from mqp.models import base_model, load_tokenizer
+from mqp.architectures import base_model
+from mqp.lora import with_lora
+from mqp.models import load_tokenizer
+from mqp.paths import HEAD_FILE
 
 
 def test_mean_pooling_ignores_padding():

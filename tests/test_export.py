@@ -12,10 +12,11 @@ from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, REPO, make_workdir, o
                      project_params, read_json, run, stage, tiny_params)
 from mqp import paths
 from mqp.card import CARD_FILE, base_license, merged_usage
-from mqp.export import LABELS, merge, save_merged
+from mqp.architectures import architecture_for, base_model
+from mqp.architectures.cross_encoder import LABELS
 from mqp.inference import score_pairs
 from mqp.lora import load_trained, save_trained, with_lora
-from mqp.models import DEFAULT_MODEL, base_model, load_tokenizer
+from mqp.models import DEFAULT_MODEL, load_tokenizer
 from mqp.splits import load_split
 from test_lora import perturb
 
@@ -86,11 +87,13 @@ def test_merged_model_scores_like_the_adapter(request, tmp_path, model_dir, arch
     tokenizer = load_tokenizer(params.model)
     trained = with_lora(base_model(params, tokenizer), params)
     perturb(trained)
-    save_trained(trained, tmp_path / paths.ADAPTER_DIR)
+    save_trained(trained, params, tmp_path / paths.ADAPTER_DIR)
     expected = score_pairs(load_trained(params, tokenizer, tmp_path / paths.ADAPTER_DIR), tokenizer,
                            QUESTIONS_1, QUESTIONS_2, params)
-    calibration = save_merged(merge(load_trained(params, tokenizer, tmp_path / paths.ADAPTER_DIR)).cpu(), tokenizer,
-                              tmp_path / paths.MERGED_DIR, params.model.max_length, params.eval.threshold)
+    exporter = architecture_for(params)
+    merged_model = exporter.merge(load_trained(params, tokenizer, tmp_path / paths.ADAPTER_DIR)).cpu()
+    calibration = exporter.save_merged(merged_model, tokenizer, tmp_path / paths.MERGED_DIR, params.model.max_length,
+                                       params.eval.threshold)
 
     lines = usage_lines(merged_usage(params, paths.MERGED_DIR, tokenizer.sep_token, calibration))
     assert merged_probs(tmp_path, lines, params, QUESTIONS_1, QUESTIONS_2) == pytest.approx(expected, abs=1e-5)

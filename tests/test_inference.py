@@ -1,5 +1,5 @@
-"""mqp.inference: tokenising pairs, P(similar) from a cross-encoder (one or both question orders)
-or a bi-encoder, sentence embeddings and their cosine, in length-sorted batches."""
+"""mqp.inference and mqp.encoding: tokenising pairs, P(similar) from a cross-encoder (one or both
+question orders) or a bi-encoder, sentence embeddings and their cosine, in length-sorted batches."""
 
 from types import SimpleNamespace
 
@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
-from mqp import inference
-from mqp.inference import cosine, cross_encoder_proba, embed, encode_pairs, score_pairs, score_splits
-from mqp.models import base_model, load_encoder, load_tokenizer
+from mqp import encoding
+from mqp.architectures import base_model
+from mqp.architectures.cross_encoder import cross_encoder_proba
+from mqp.encoding import cosine, embed, encode_pairs
+from mqp.inference import score_pairs, score_splits
+from mqp.models import load_encoder, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +96,8 @@ def test_cosine_embeds_each_distinct_question_once(tiny_bert, monkeypatch):
     first = embed(encoder, tokenizer, question_1, 32, 2, "mean")
     second = embed(encoder, tokenizer, question_2, 32, 2, "mean")
     embedded = []
-    real_embed = inference.embed
-    monkeypatch.setattr(inference, "embed", lambda encoder, tokenizer, texts, *args: embedded.extend(texts)
+    real_embed = encoding.embed
+    monkeypatch.setattr(encoding, "embed", lambda encoder, tokenizer, texts, *args: embedded.extend(texts)
                         or real_embed(encoder, tokenizer, texts, *args))
     similarity = cosine(encoder, tokenizer, question_1, question_2, 32, 2, "mean")
     assert sorted(embedded) == sorted({*question_1, *question_2}) and len(embedded) == 5
@@ -128,6 +131,6 @@ def test_inference_moves_every_batch_to_the_models_device(tiny_bert, monkeypatch
     assert spy.seen == {torch.device("meta")}
     spy.seen.clear()
     # pool() gets the model's hidden states (CPU zeros) and the batch's mask (on meta): CPU zeros out.
-    monkeypatch.setattr(inference, "pool", lambda hidden, mask, pooling: torch.zeros(hidden.shape[0], 4))
+    monkeypatch.setattr(encoding, "pool", lambda hidden, mask, pooling: torch.zeros(hidden.shape[0], 4))
     assert embed(spy, tokenizer, QUESTIONS_1, 48, 2).shape == (3, 4)
     assert spy.seen == {torch.device("meta")}

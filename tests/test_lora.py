@@ -9,15 +9,14 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from helpers import (PROJECT_OF, QUESTIONS_1, QUESTIONS_2, make_workdir, project_params, read_json,
                      repo_params, set_params, tiny_params)
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
+from mqp.architectures import architecture_for, base_model, bi_encoder
 from mqp.errors import PipelineError
 from mqp.inference import score_pairs
-from mqp.export import merge
-from mqp.lora import (HEAD_FILE, adapted_layers, add_lora, for_training, load_trained, lora_config, save_trained, soup,
-                      with_lora)
-from mqp.models import base_model, load_classifier, load_tokenizer
-from mqp.paths import ADAPTER_DIR, DVCLIVE_PLOTS, LORA_REPORT, LORA_RESULTS, MERGED_DIR, TRAIN_REPORT
+from mqp.lora import adapted_layers, add_lora, for_training, load_trained, lora_config, save_trained, with_lora
+from mqp.models import load_classifier, load_tokenizer
+from mqp.paths import ADAPTER_DIR, DVCLIVE_PLOTS, HEAD_FILE, LORA_REPORT, LORA_RESULTS, MERGED_DIR, TRAIN_REPORT
 from mqp.reports import read_predictions
-from mqp.training import trainable_parameters
+from mqp.train_records import trainable_parameters
 
 REFERENCE_LORA = {"lora.r": 8, "lora.alpha": 32, "lora.dropout": 0.1, "lora.target_modules": "auto"}
 
@@ -96,7 +95,7 @@ def test_saved_adapter_reloads_to_the_same_scores(request, tmp_path, model_dir, 
     expected = score_pairs(model.eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params)
     folder = tmp_path / "adapter"
     folder.mkdir()
-    save_trained(model, folder)
+    save_trained(model, params, folder)
 
     config = read_json(folder / "adapter_config.json")
     assert config["base_model_name_or_path"] == params.model.name
@@ -145,7 +144,7 @@ def test_load_trained_without_adapter_says_run_dvc_repro(tmp_path, tiny_bert):
 def test_adapter_of_the_other_architecture_is_refused(tmp_path, tiny_bert):
     cross = tiny_params(tiny_bert, {"model.architecture": "cross-encoder"})
     tokenizer = load_tokenizer(cross.model)
-    save_trained(with_lora(base_model(cross, tokenizer), cross), tmp_path)
+    save_trained(with_lora(base_model(cross, tokenizer), cross), cross, tmp_path)
     bi = tiny_params(tiny_bert, {"model.architecture": "bi-encoder"})
     with pytest.raises(PipelineError, match=r"is not a bi-encoder's \(task type SEQ_CLS\); run `dvc repro`"):
         load_trained(bi, tokenizer, tmp_path)
@@ -183,12 +182,12 @@ def test_full_fine_tuning_trains_every_weight_and_reloads_to_the_same_scores(tmp
     assert not adapted_layers(model) and all(p.requires_grad for p in model.parameters())
     perturb(model)
     expected = score_pairs(model.eval(), tokenizer, QUESTIONS_1, QUESTIONS_2, params)
-    save_trained(model, tmp_path)
+    save_trained(model, params, tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "adapter_config.json").exists()
     reloaded = load_trained(params, tokenizer, tmp_path)
     assert not reloaded.training
     assert score_pairs(reloaded, tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
-    assert score_pairs(merge(reloaded), tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
+    assert score_pairs(architecture_for(params).merge(reloaded), tokenizer, QUESTIONS_1, QUESTIONS_2, params) == pytest.approx(expected, abs=1e-6)
     other = "cross-encoder" if architecture == "bi-encoder" else "bi-encoder"
     with pytest.raises(PipelineError, match=f"the model in {tmp_path} is not a {other}'s; run `dvc repro`"):
         load_trained(tiny_params(tiny_bert, {"model.architecture": other}), tokenizer, tmp_path)
@@ -231,8 +230,8 @@ def test_soup_is_the_exact_mean_of_the_members(tmp_path, tiny_bert):
         perturb(model)
         members.append(model.eval())
         folders.append(tmp_path / f"member_{member}")
-        save_trained(model, folders[-1])
-    souped = soup(params, tokenizer, folders)
+        save_trained(model, member_params, folders[-1])
+    souped = bi_encoder.soup(base_model(params, tokenizer), folders)
 
     expected = {name: torch.stack([merged_weights(m)[name] for m in members]).mean(0) for name in merged_weights(members[0])}
     got = merged_weights(souped)
@@ -243,7 +242,7 @@ def test_soup_is_the_exact_mean_of_the_members(tmp_path, tiny_bert):
     assert souped.scale.item() == pytest.approx(sum(m.scale.item() for m in members) / 3)
     assert souped.bias.item() == pytest.approx(sum(m.bias.item() for m in members) / 3)
 
-    save_trained(souped, tmp_path / "soup")
+    save_trained(souped, params, tmp_path / "soup")
     assert read_json(tmp_path / "soup" / "adapter_config.json")["r"] == 3 * params.lora.r
     assert not (tmp_path / "soup" / "member_0").exists()  # one adapter, not the members beside it
     reloaded = load_trained(params, tokenizer, tmp_path / "soup")

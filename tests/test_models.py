@@ -10,7 +10,8 @@ import torch
 from helpers import QUESTIONS_1, QUESTIONS_2, tiny_params
 from mqp.biencoder import INITIAL_BIAS, INITIAL_SCALE, BiEncoder
 from mqp.errors import PipelineError
-from mqp.models import (ACCELERATOR_BATCH_SIZE, DEFAULT_MODEL, base_model, device, inference_batch_size, load_classifier,
+from mqp.architectures import base_model
+from mqp.models import (ACCELERATOR_BATCH_SIZE, DEFAULT_MODEL, device, inference_batch_size, load_classifier,
                         load_encoder, load_tokenizer, resolve_model)
 
 

@@ -4,7 +4,7 @@ for a cost of a false match, the counts every figure comes from, and pooling ove
 import numpy as np
 import pytest
 
-import mqp.retrieval
+import mqp.nearest
 from mqp.openset import (TopHits, calibration, choose_threshold, openset_metrics, openset_sums, outcomes,
                          pool_openset, probability, top_hit_auroc, top_hits)
 from mqp.stats import paired_comparison, paired_counts
@@ -31,7 +31,7 @@ def test_top_hits_leave_the_query_and_then_the_rewrite_out():
 
 def test_top_hits_in_blocks_are_the_whole_matrix_s(monkeypatch):
     whole = hand_hits()
-    monkeypatch.setattr(mqp.retrieval, "SCORE_BLOCK", 6)  # one query per block
+    monkeypatch.setattr(mqp.nearest, "SCORE_BLOCK", 6)  # one query per block
     blocked = hand_hits()
     for name in ("found", "found_score", "trap", "trap_score"):
         assert getattr(blocked, name).tolist() == getattr(whole, name).tolist()

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import STAGES, dvc, project_params, read_json, run
 from mqp import paths
-from mqp.lora import HEAD_FILE
+from mqp.paths import HEAD_FILE
 from mqp.splits import load_splits
 
 pytestmark = pytest.mark.slow

@@ -21,6 +21,7 @@ from mqp import paths
 from mqp.commands.compare import report
 from mqp.card import CARD_FILE
 from mqp.metrics import summary_line
+from mqp.train_records import TrainSummary
 from mqp.params import parse_params
 from mqp.stats import paired_counts, proportion_ci
 from stages import evaluate, finetune, prepare, retrieval, zeroshot
@@ -71,7 +72,7 @@ def test_readme_stage_lines_are_the_committed_run():
     expected = [prepare.summary_line(committed(paths.DATA_REPORT), params.data),
                 summary_line("baseline", base, "cpu"),
                 zeroshot.summary(committed(paths.ZEROSHOT_REPORT), "cpu"),
-                finetune.summary_line(committed(paths.TRAIN_REPORT), "cpu"),
+                finetune.summary_line(TrainSummary.from_json(committed(paths.TRAIN_REPORT)), "cpu"),
                 evaluate.summary(committed(paths.LORA_REPORT), base, "cpu"),
                 # export's line, as stages/export.py prints it
                 f"export: {params.model.name} + LoRA merged ({params.model.architecture}) into {paths.MERGED_DIR}, "

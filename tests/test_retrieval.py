@@ -1,4 +1,4 @@
-"""mqp.retrieval and the ranking statistics of mqp.stats, on hand-made embeddings and ranks: exact
+"""mqp.nearest, mqp.banks, mqp.ranking and the ranking statistics of mqp.stats, on hand-made embeddings and ranks: exact
 search and ranks where the answer is known, the metrics against scikit-learn, scipy and statsmodels
 or by hand, pooling over folds, BM25, the HNSW index against exact search, and question banks
 good and bad."""
@@ -11,10 +11,13 @@ from sklearn.metrics import ndcg_score
 from statsmodels.stats.proportion import proportion_confint
 
 from mqp.errors import PipelineError
-from mqp.retrieval import (Index, bm25_scores, build_hnsw, drop_lines, hnsw_top_k, load_index, mqp_bank,
-                           probability, ranking_task, ranks_of, read_bank_csv, recall_at_k, save_index, top_k)
+from mqp.architectures.bi_encoder import probability
+from mqp.banks import Index, drop_lines, load_index, mqp_bank, read_bank_csv, save_index
+from mqp.nearest import build_hnsw, hnsw_top_k, ranks_of, recall_at_k, top_k
+from mqp.ranking import bm25_scores, ranking_task
+from mqp.ranking_metrics import (mean_ci, paired_means, paired_ranking, paired_ranking_sums, pool_retrieval, ranking_metrics,
+                                 ranking_sums, ranking_values, retrieval_detail)
 from mqp.stats import paired_counts
-from mqp.ranking_metrics import mean_ci, paired_means, paired_ranking, paired_ranking_sums, pool_retrieval, ranking_metrics, ranking_sums, ranking_values, retrieval_detail
 
 
 def unit(rows) -> np.ndarray:
@@ -40,12 +43,12 @@ def test_top_k_orders_the_bank_by_cosine():
 
 def test_top_k_of_many_queries_in_blocks(monkeypatch):
     """Queries searched in blocks (a large bank) give what one matrix product gives."""
-    import mqp.retrieval
+    import mqp.nearest
 
     rng = np.random.default_rng(0)
     bank, queries = unit(rng.standard_normal((40, 8))), unit(rng.standard_normal((9, 8)))
     whole = top_k(bank, queries, 5)
-    monkeypatch.setattr(mqp.retrieval, "SCORE_BLOCK", 80)  # 2 queries per block
+    monkeypatch.setattr(mqp.nearest, "SCORE_BLOCK", 80)  # 2 queries per block
     blocked = top_k(bank, queries, 5)
     assert np.array_equal(whole[1], blocked[1]) and whole[0] == pytest.approx(blocked[0], abs=1e-6)
     expected = np.argsort(-(queries @ bank.T), axis=1, kind="stable")[:, :5]

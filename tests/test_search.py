@@ -17,7 +17,8 @@ from helpers import commit, copy_project, dvc, one_error_line, read_json, run, s
 from mqp import paths
 from mqp.metrics import p_value_text
 from mqp.openset import probability
-from mqp.retrieval import BI_ENCODER_NEEDED, ranking_task
+from mqp.architectures.bi_encoder import BI_ENCODER_NEEDED
+from mqp.ranking import ranking_task
 from mqp.ranking_metrics import retrieval_detail
 
 # Runs mqp search in a Python where PEFT cannot be imported: search must never need it.

@@ -13,11 +13,14 @@ import pytest
 import torch
 
 from helpers import tiny_params
+from mqp.architectures import base_model
+from mqp.architectures.bi_encoder import QuestionPairCollator
+from mqp.architectures.cross_encoder import PairCollator, pair_dataset
 from mqp.lora import with_lora
-from mqp.models import base_model, load_tokenizer
+from mqp.models import load_tokenizer
 from mqp.paths import checkpoints_dir
-from mqp.training import (PairCollator, QuestionGroupedSampler, QuestionPairCollator, collator_for, fit, make_trainer,
-                          mixed_precision, optimizer_for, pair_dataset, process_alive, remove_stale_checkpoints,
+from mqp.train_records import process_alive, remove_stale_checkpoints
+from mqp.training import (QuestionGroupedSampler, collator_for, fit, make_trainer, mixed_precision, optimizer_for,
                           training_arguments, training_sets, with_implied_pairs)
 
 N = 200

@@ -12,8 +12,9 @@ from mqp.files import write_json
 from mqp.models import DEFAULT_MODEL
 from mqp.openset import calibration, choose_threshold, top_hits
 from mqp.paths import INDEX_META
-from mqp.retrieval import Index, encode, ranking_task, save_index
-from mqp.search import Searcher, base_model
+from mqp.banks import Index, save_index
+from mqp.ranking import ranking_task
+from mqp.search import Searcher, base_model, encode
 
 ENCODER = {"name": DEFAULT_MODEL, "pooling": "mean", "max_length": 128}
 NONSENSE = ["asdf", "???", "a", "qwertyuiop zxcvbnm", "x" * 10_000]
@@ -89,7 +90,8 @@ def test_hnsw_search_gives_the_exact_verdicts(index_folder, tmp_path):
     import json
     import shutil
 
-    from mqp.retrieval import build_hnsw, load_index
+    from mqp.banks import load_index
+    from mqp.nearest import build_hnsw
 
     exact_folder, bank = index_folder
     folder = tmp_path / "hnsw"

@@ -18,13 +18,13 @@ import pandas as pd
 
 from mqp.cli import stage
 from mqp.errors import PipelineError
-from mqp.files import read_json
 from mqp.inference import score_pairs
 from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
 from mqp.models import load_tokenizer
 from mqp.paths import ADAPTER_CONFIG, ADAPTER_DIR, TRAIN_REPORT
 from mqp.runs import adapter_origin
+from mqp.train_records import read_train_summary
 
 PAIR = ["question_1", "question_2"]
 CSV_FLOATS = "%.4f"  # prob_similar as written: 4 decimals, 0.9930 not 0.993
@@ -75,7 +75,7 @@ def adapter_kind() -> str:
     if not config.exists():
         return "full fine-tuning of"
     rank = json.loads(config.read_text())["r"]
-    members = len(read_json(TRAIN_REPORT, "finetune").get("members", [])) if TRAIN_REPORT.exists() else 1
+    members = len(read_train_summary(TRAIN_REPORT).members) if TRAIN_REPORT.exists() else 1
     return f"a soup of {members} LoRA r={rank // members} adapters on" if members > 1 else f"LoRA r={rank} on"
 
 
