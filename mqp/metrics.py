@@ -92,6 +92,11 @@ def paired_text(comparison: dict) -> str:
     return f"{100 * comparison['accuracy_diff']:+.1f} p={p_value_text(comparison['mcnemar_p'])}"
 
 
+def points_text(diff: float, low: float, high: float) -> str:
+    """e.g. '+1.2 points [-0.3, +2.6]': an accuracy difference and its 95% CI, in points."""
+    return f"{100 * diff:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def headline(report: dict) -> dict:
     """What `dvc metrics show` prints of one model's report: test accuracy with its 95% CI, F1, ROC
     AUC, n, and each paired comparison as text. Short keys, shared by every model's file, keep the

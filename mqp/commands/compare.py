@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from mqp.cli import stage
-from mqp.metrics import p_value_text
+from mqp.metrics import p_value_text, points_text
 from mqp.pairing import correct_by_pair, paired_answers
 from mqp.runs import WORKSPACE, predictions_at, resolve_run
 from mqp.stats import proportion_ci
@@ -34,8 +34,7 @@ def report(name_a: str, name_b: str, result: dict) -> str:
     for name, key in ((name_a, "a"), (name_b, "b")):
         low, high = result[f"{key}_ci"]
         lines.append(f"{name:<{width}}  accuracy {result[f'{key}_accuracy']:.4f} [{low:.4f}, {high:.4f}]")
-    lines.append(f"{name_a} − {name_b}: {100 * result['accuracy_diff']:+.1f} points "
-                 f"[{100 * result['diff_ci_low']:+.1f}, {100 * result['diff_ci_high']:+.1f}], "
+    lines.append(f"{name_a} − {name_b}: {points_text(result['accuracy_diff'], result['diff_ci_low'], result['diff_ci_high'])}, "
                  f"exact McNemar p {p_value_text(result['mcnemar_p'])} "
                  f"({result['this_only']} pairs only {name_a} got right, {result['other_only']} only {name_b})")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ from mqp.cli import stage
 from mqp.commands.kfold import interval, summarise
 from mqp.configurations import change_from_today, change_label, configuration_key, find_reference, is_variant_param
 from mqp.errors import PipelineError
-from mqp.metrics import p_value_text
+from mqp.metrics import p_value_text, points_text
 from mqp.paths import DATA_REPORT, PARAMS_FILE, TRAIN_REPORT, VALIDATION_PREDICTIONS_CSV
 from mqp.pairing import (Ensemble, accuracy_with_ci, answers, paired_over_folds, paired_search, pooled_accuracy, right,
                          search_hits_at, search_verdicts_at)
@@ -107,8 +107,7 @@ def markdown(rows: list[dict], reference: dict) -> str:
              "| search verdicts (else recall@1) [95% CI] | − reference, p | CPU min per fold |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         versus = ("(reference)" if row["reference"] else
-                  f"{100 * row['vs_reference_accuracy_diff']:+.1f} points "
-                  f"[{100 * row['vs_reference_diff_ci_low']:+.1f}, {100 * row['vs_reference_diff_ci_high']:+.1f}]")
+                  points_text(row["vs_reference_accuracy_diff"], row["vs_reference_diff_ci_low"], row["vs_reference_diff_ci_high"]))
         p = "" if row["reference"] else p_value_text(row["vs_reference_mcnemar_p"])
         params = f"{row['trainable_params']:,}" if row["trainable_params"] is not None else "?"
         lines.append(f"| {row['change']} | {params} | {row['accuracy']:.4f} "
@@ -222,8 +221,8 @@ def ensemble_line(row: dict) -> str:
     each = ", ".join(f"{seed} {accuracy:.4f}" for seed, accuracy in zip(row["seeds"], row["each_seed"]))
     return (f"{row['configuration']}, ensemble of train.seed={seeds}: validation accuracy {row['accuracy']:.4f} "
             f"{interval(row['accuracy_ci_low'], row['accuracy_ci_high'])} pooled over folds {row['folds']} ({row['n']} pairs); "
-            f"each seed alone: {each}; ensemble − seed {row['seeds'][0]} {100 * versus['accuracy_diff']:+.1f} points "
-            f"[{100 * versus['diff_ci_low']:+.1f}, {100 * versus['diff_ci_high']:+.1f}], McNemar p {p_value_text(versus['mcnemar_p'])}")
+            f"each seed alone: {each}; ensemble − seed {row['seeds'][0]} "
+            f"{points_text(versus['accuracy_diff'], versus['diff_ci_low'], versus['diff_ci_high'])}, McNemar p {p_value_text(versus['mcnemar_p'])}")
 
 
 def pooled_validation(rows: list[dict]) -> list[dict]:
