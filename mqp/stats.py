@@ -72,8 +72,14 @@ def roc_auc(labels, scores, axis: int = -1) -> np.ndarray:
         return np.where((positives > 0) & (negatives > 0), u / (positives * negatives), np.nan)
 
 
+# Resampled values held at once by the bootstrap: resamples x pairs (128 MB of float64), so 1,000
+# resamples of a large test set are scored a batch at a time. The batches draw the same resamples in
+# the same order as one call, so the interval is the same (tests/test_stats.py).
+BOOTSTRAP_BLOCK = 1 << 24
+
+
 def bootstrap_ci(statistic: Callable, labels, scores, seed: int,
-                 n_resamples: int = 1000) -> tuple[float, float]:
+                 n_resamples: int = 1000, block: int = BOOTSTRAP_BLOCK) -> tuple[float, float]:
     """Seeded 95% percentile bootstrap of statistic(labels, scores), resampling pairs.
 
     F1 and ROC AUC have no count-based interval, so pairs are resampled together
@@ -93,7 +99,7 @@ def bootstrap_ci(statistic: Callable, labels, scores, seed: int,
     with warnings.catch_warnings():  # scipy warns when undefined resamples make its own interval nan
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap((labels, scores), statistic, paired=True, vectorized=True,
-                                 method="percentile", n_resamples=n_resamples,
+                                 method="percentile", n_resamples=n_resamples, batch=max(1, block // labels.size),
                                  confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
     tail = (1 - CONFIDENCE) / 2
     low, high = stats.quantile(result.bootstrap_distribution, np.array([tail, 1 - tail]),

@@ -24,7 +24,7 @@ from mqp.errors import PipelineError
 from mqp.lora import load_trained
 from mqp.models import load_classifier, load_encoder, load_tokenizer
 
-SOURCES = sorted([*(REPO / "mqp").glob("*.py"), *(REPO / "stages").glob("*.py")])
+SOURCES = sorted([*(REPO / "mqp").rglob("*.py"), *(REPO / "stages").rglob("*.py")])  # subpackages too
 
 
 # --- source scans -------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def where(path: Path, node: ast.AST) -> str:
 def test_sources_are_scanned():
     names = {str(p.relative_to(REPO)) for p in SOURCES}
     assert names >= {"mqp/data.py", "mqp/models.py", "mqp/lora.py", "mqp/inference.py", "stages/finetune.py",
-                     "stages/evaluate.py", "mqp/commands/predict.py"}
+                     "stages/evaluate.py", "mqp/commands/predict.py", "mqp/architectures/bi_encoder.py"}
 
 
 def test_no_pickle_loading():

@@ -222,6 +222,15 @@ def test_bootstrap_is_scipys_percentile_interval(sample):
         (reference.low, reference.high), abs=1e-6)
 
 
+def test_bootstrap_in_batches_gives_the_same_interval(sample):
+    """A block of a few pairs' worth scores the resamples a handful at a time (memory bounded for a
+    large test set): the same resamples, the same interval, to the last digit."""
+    labels, probs, predicted = sample
+    for statistic, scores in ((f1, predicted), (roc_auc, probs)):
+        whole = bootstrap_ci(statistic, labels, scores, seed=5, n_resamples=200)
+        assert bootstrap_ci(statistic, labels, scores, seed=5, n_resamples=200, block=7 * len(labels)) == whole
+
+
 def test_bootstrap_one_class_sample_gives_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
