@@ -63,3 +63,18 @@ def atomic_dir(target: str | Path):
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path, mode: str = "w"):
+    """Yield a temp file beside `target`, opened for writing; on success it replaces `target` in
+    one rename. On an exception (or Ctrl-C) it is removed and `target` is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(mode, dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
+        try:
+            yield tmp
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, target)

@@ -104,3 +104,40 @@ def test_predict_csv_with_empty_questions_names_the_rows(no_project, capsys):
     (no_project / "pairs.csv").write_text("question_1,question_2\na,b\n,b\nc, \nd,e\n")
     assert error_of(["--csv", "pairs.csv"], capsys) == (
         1, "predict: error: pairs.csv: row(s) 2, 3 (after the header) have an empty question; fill or remove them\n")
+
+
+def test_predict_csv_bad_last_row_of_a_large_file_is_one_line_and_nothing_is_lost(no_project, capsys):
+    """50,000 pairs read in chunks: a row with a third field, or an empty question, in the last line
+    stops predict before anything is scored, naming the line, as in a small file; an --out file an
+    earlier run wrote stays as it was."""
+    good = "".join(f"question {i}?,rewrite {i}?\n" for i in range(50_000))
+    (no_project / "extra.csv").write_text("question_1,question_2\n" + good + "a,b,c\n")
+    (no_project / "blank.csv").write_text("question_1,question_2\n" + good + "a, \n")
+    (no_project / "scored.csv").write_text("an earlier run's output\n")
+    code, err = error_of(["--csv", "extra.csv", "--out", "scored.csv"], capsys)
+    assert (code, err) == (1, "predict: error: cannot read extra.csv: Error tokenizing data. C error: Expected 2 fields "
+                              "in line 50002, saw 3\n")
+    assert error_of(["--csv", "blank.csv", "--out", "scored.csv"], capsys) == (
+        1, "predict: error: blank.csv: row(s) 50001 (after the header) have an empty question; fill or remove them\n")
+    assert (no_project / "scored.csv").read_text() == "an earlier run's output\n"
+
+
+@pytest.mark.slow
+def test_predict_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project):
+    """Chunks of 7 pairs (the stream a CSV of any size goes through) give the same bytes as the
+    whole test split in one chunk."""
+    from mqp.commands.predict import write_scored_csv
+    from mqp.lora import load_trained
+    from mqp.models import load_tokenizer
+
+    project = in_project(trained_project[0])
+    read_predictions(project / paths.LORA_RESULTS)[["question_1", "question_2"]].to_csv(project / "pairs.csv", index=False)
+    params = project_params(project)
+    tokenizer = load_tokenizer(params.model)
+    model = load_trained(params, tokenizer, paths.ADAPTER_DIR)
+    outputs = {}
+    for chunk_pairs in (7, 100_000):
+        outputs[chunk_pairs] = io.StringIO()
+        counts = write_scored_csv("pairs.csv", outputs[chunk_pairs], model, tokenizer, params, chunk_pairs)
+    assert outputs[7].getvalue() == outputs[100_000].getvalue()
+    assert counts[0] == len(outputs[7].getvalue().splitlines()) - 1

@@ -3,6 +3,7 @@ index; mqp search answers from them with no PEFT importable; a bank of one's own
 index alone, and only when it changes; a cross-encoder gets its index skipped and search one line;
 bad banks and queries stop with one line."""
 
+import io
 import json
 import re
 import shutil
@@ -163,6 +164,23 @@ def test_search_csv_batch(trained_project, tmp_path):
     assert found["id"][3:].tolist() == [hit["id"] for hit in one["hits"]]
     assert (found["verdict"][3], found["match_id"][3]) == (one["verdict"], one["match_id"] or "")
     assert found["score"].map(lambda value: len(f"{value:.4f}")).gt(0).all()
+
+
+def test_search_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project):
+    """Chunks of 3 queries (the stream a CSV of any size goes through) give the same bytes as all
+    9 in one chunk."""
+    from mqp.commands.search import write_found_csv
+    from mqp.search import Searcher
+
+    project = in_project(trained_project[0])
+    bank = pd.read_csv(paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
+    pd.DataFrame({"question": [*bank["question"][:7], "Is my cough contagious?", "asdf"]}).to_csv("queries.csv", index=False)
+    params = project_params(project)
+    searcher = Searcher.load(paths.INDEX_DIR, params.eval.batch_size, params.retrieval.hnsw_ef_search)
+    outputs = {chunk: io.StringIO() for chunk in (3, 10_000)}
+    counts = {chunk: write_found_csv(searcher, "queries.csv", out, 2, chunk) for chunk, out in outputs.items()}
+    assert outputs[3].getvalue() == outputs[10_000].getvalue() and counts[3] == counts[10_000]
+    assert counts[3][0] == 9 and len(outputs[3].getvalue().splitlines()) == 1 + 9 * 2
 
 
 @pytest.mark.parametrize("query", ["a", "asdf", "???", "What is the capital of France?", "flu " * 2500,

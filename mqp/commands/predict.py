@@ -17,7 +17,9 @@ import sys
 import pandas as pd
 
 from mqp.cli import stage
+from mqp.csv_input import blank_rows, csv_chunks, csv_header, rows_text
 from mqp.errors import PipelineError
+from mqp.files import atomic_file
 from mqp.inference import score_pairs
 from mqp.lora import load_trained
 from mqp.metrics import predicted_labels
@@ -28,6 +30,7 @@ from mqp.train_records import read_train_summary
 
 PAIR = ["question_1", "question_2"]
 CSV_FLOATS = "%.4f"  # prob_similar as written: 4 decimals, 0.9930 not 0.993
+CHUNK_PAIRS = 10_000  # pairs read, scored and written at a time: a CSV of any size in bounded memory
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,22 +45,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def read_pairs_csv(path: str) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    missing = set(PAIR) - set(table.columns)
+def pair_chunks(path: str, chunk_pairs: int):
+    """The CSV's pairs, chunk_pairs rows at a time, each chunk checked: the header names question_1
+    and question_2, no question is empty (the rows named)."""
+    missing = sorted(set(PAIR) - set(csv_header(path)))
     if missing:
-        raise PipelineError(f"{path} lacks column(s) {', '.join(sorted(missing))}; its header must name question_1 and question_2")
-    if table.empty:
+        raise PipelineError(f"{path} lacks column(s) {', '.join(missing)}; its header must name question_1 and question_2")
+    for first_row, chunk in csv_chunks(path, chunk_pairs):
+        blank = blank_rows(chunk, PAIR, first_row)
+        if blank:
+            raise PipelineError(f"{path}: {rows_text(blank)} (after the header) have an empty question; fill or remove them")
+        yield chunk
+
+
+def check_pairs_csv(path: str, chunk_pairs: int = CHUNK_PAIRS) -> int:
+    """Read the whole CSV once, chunk by chunk, before any pair is scored: a bad row in its last
+    line stops the run in seconds, not after hours of scoring. The number of pairs."""
+    pairs = sum(len(chunk) for chunk in pair_chunks(path, chunk_pairs))
+    if pairs == 0:
         raise PipelineError(f"{path} has no pairs below its header")
-    blank = table[PAIR].apply(lambda column: column.str.strip().eq("")).any(axis=1).to_numpy()
-    if blank.any():
-        rows = [str(i + 1) for i in blank.nonzero()[0]]
-        raise PipelineError(f"{path}: row(s) {', '.join(rows[:10])}{' ...' if len(rows) > 10 else ''} (after the header) "
-                            "have an empty question; fill or remove them")
-    return table
+    return pairs
+
+
+def scored(table: pd.DataFrame, model, tokenizer, params) -> pd.DataFrame:
+    """The pairs with prob_similar and label."""
+    probs = score_pairs(model, tokenizer, table["question_1"], table["question_2"], params)
+    return table.assign(prob_similar=probs, label=predicted_labels(probs, params.eval.threshold))
+
+
+def write_scored_csv(path: str, out, model, tokenizer, params, chunk_pairs: int = CHUNK_PAIRS) -> tuple[int, int]:
+    """Score the CSV chunk by chunk into `out` (an open text file); (pairs, similar)."""
+    pairs = similar = 0
+    for chunk in pair_chunks(path, chunk_pairs):
+        table = scored(chunk, model, tokenizer, params)
+        out.write(table.to_csv(index=False, header=pairs == 0, float_format=CSV_FLOATS))
+        pairs, similar = pairs + len(table), similar + int(table["label"].sum())
+    return pairs, similar
 
 
 def model_line(params) -> str:
@@ -83,25 +106,22 @@ def adapter_kind() -> str:
 def main(params, argv=None) -> None:
     args = parse_args(argv)
     if args.csv:
-        table = read_pairs_csv(args.csv)
+        check_pairs_csv(args.csv)
     elif not (args.question_1.strip() and args.question_2.strip()):
         raise PipelineError("a question is empty: give two questions to compare")
-    else:
-        table = pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]})
     tokenizer = load_tokenizer(params.model)
     model = load_trained(params, tokenizer, ADAPTER_DIR)
     print(model_line(params), file=sys.stderr)
-    probs = score_pairs(model, tokenizer, table["question_1"], table["question_2"], params)
-    table["prob_similar"] = probs
-    table["label"] = predicted_labels(probs, params.eval.threshold)
     if args.csv is None:
+        table = scored(pd.DataFrame({"question_1": [args.question_1], "question_2": [args.question_2]}), model, tokenizer, params)
         verdict = "similar" if table["label"][0] else "different"
-        print(f"{verdict} (label {table['label'][0]}, P(similar) = {probs[0]:.4f})")
+        print(f"{verdict} (label {table['label'][0]}, P(similar) = {table['prob_similar'][0]:.4f})")
     elif args.out:
-        table.to_csv(args.out, index=False, float_format=CSV_FLOATS)
-        print(f"predict: {len(table)} pairs scored, {int(table['label'].sum())} similar -> {args.out}")
+        with atomic_file(args.out) as out:  # a failed run leaves an earlier --out file as it was
+            pairs, similar = write_scored_csv(args.csv, out, model, tokenizer, params)
+        print(f"predict: {pairs} pairs scored, {similar} similar -> {args.out}")
     else:
-        print(table.to_csv(index=False, float_format=CSV_FLOATS), end="")
+        write_scored_csv(args.csv, sys.stdout, model, tokenizer, params)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import pandas as pd
 
 from mqp.cli import stage
+from mqp.csv_input import blank_rows, csv_chunks, csv_header, rows_text
 from mqp.errors import PipelineError
+from mqp.files import atomic_file
 from mqp.paths import INDEX_DIR
 from mqp.search import Searcher, verdict_table
 
 QUERY_COLUMN = "question"
+CHUNK_QUERIES = 10_000  # queries read, searched and written at a time: a CSV of any size in bounded memory
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,21 +46,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def read_queries(path: str) -> list[str]:
-    """The queries of a CSV's question column; any empty one stops with the rows named."""
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    if QUERY_COLUMN not in table.columns:
-        raise PipelineError(f"{path} has no column '{QUERY_COLUMN}' (its columns: {', '.join(map(str, table.columns))}); "
+def query_chunks(path: str, chunk_queries: int):
+    """The queries of a CSV's question column, chunk_queries at a time (stripped); any empty one
+    stops with the rows named."""
+    columns = csv_header(path)
+    if QUERY_COLUMN not in columns:
+        raise PipelineError(f"{path} has no column '{QUERY_COLUMN}' (its columns: {', '.join(map(str, columns))}); "
                             f"name the column of questions '{QUERY_COLUMN}'")
-    queries = table[QUERY_COLUMN].str.strip()
-    empty = [i + 1 for i in range(len(queries)) if not queries[i]]
-    if empty or queries.empty:
-        raise PipelineError(f"{path} has no questions" if queries.empty else
-                            f"{path}: row(s) {', '.join(map(str, empty[:10]))} have an empty question; fill or remove them")
-    return queries.tolist()
+    for first_row, chunk in csv_chunks(path, chunk_queries):
+        empty = blank_rows(chunk, [QUERY_COLUMN], first_row)
+        if empty:
+            raise PipelineError(f"{path}: {rows_text(empty)} have an empty question; fill or remove them")
+        yield chunk[QUERY_COLUMN].str.strip().tolist()
+
+
+def check_queries_csv(path: str, chunk_queries: int = CHUNK_QUERIES) -> int:
+    """Read the whole CSV once before any query is searched, so that a bad row in its last line
+    stops the run at once; the number of queries."""
+    queries = sum(len(chunk) for chunk in query_chunks(path, chunk_queries))
+    if queries == 0:
+        raise PipelineError(f"{path} has no questions")
+    return queries
+
+
+def write_found_csv(searcher: Searcher, path: str, out, k: int, chunk_queries: int = CHUNK_QUERIES) -> tuple[int, int]:
+    """Search the CSV's queries chunk by chunk into `out` (an open text file): each query's verdict
+    and its top k hits. (queries, already answered)."""
+    queries = answered = 0
+    for chunk in query_chunks(path, chunk_queries):
+        hits, verdicts = searcher.search(chunk, k)
+        out.write(with_verdicts(hits, verdicts).to_csv(index=False, header=queries == 0, float_format="%.4f"))
+        queries, answered = queries + len(verdicts), answered + sum(v.answered for v in verdicts)
+    return queries, answered
 
 
 def with_verdicts(hits: pd.DataFrame, verdicts) -> pd.DataFrame:
@@ -79,17 +100,17 @@ def main(params, argv=None) -> None:
     k = args.k or params.retrieval.k
     if args.question is not None and not args.question.strip():
         raise PipelineError("the question is empty: give the question to look up")
-    searcher = Searcher.load(INDEX_DIR, params.eval.batch_size, params.retrieval.hnsw_ef_search)
     if args.csv:
-        hits, verdicts = searcher.search(read_queries(args.csv), k)
-        table = with_verdicts(hits, verdicts)
-        if args.out and args.out != "-":
-            table.to_csv(args.out, index=False, float_format="%.4f")
-            answered = sum(v.answered for v in verdicts)
-            print(f"search: {len(verdicts)} queries, {answered} already answered, {len(verdicts) - answered} no match; "
-                  f"top {k} each -> {args.out}")
-        else:
-            print(table.to_csv(index=False, float_format="%.4f"), end="")
+        check_queries_csv(args.csv)
+    searcher = Searcher.load(INDEX_DIR, params.eval.batch_size, params.retrieval.hnsw_ef_search)
+    if args.csv and args.out and args.out != "-":
+        with atomic_file(args.out) as out:  # a failed run leaves an earlier --out file as it was
+            queries, answered = write_found_csv(searcher, args.csv, out, k)
+        print(f"search: {queries} queries, {answered} already answered, {queries - answered} no match; "
+              f"top {k} each -> {args.out}")
+        return
+    if args.csv:
+        write_found_csv(searcher, args.csv, sys.stdout, k)
         return
     question = args.question.strip()
     hits, (verdict,) = searcher.search([question], k)
