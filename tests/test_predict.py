@@ -123,7 +123,7 @@ def test_predict_csv_bad_last_row_of_a_large_file_is_one_line_and_nothing_is_los
 
 
 @pytest.mark.slow
-def test_predict_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project):
+def test_predict_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project, tmp_path):
     """Chunks of 7 pairs (the stream a CSV of any size goes through) give the same bytes as the
     whole test split in one chunk."""
     from mqp.commands.predict import write_scored_csv
@@ -131,13 +131,14 @@ def test_predict_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_
     from mqp.models import load_tokenizer
 
     project = in_project(trained_project[0])
-    read_predictions(project / paths.LORA_RESULTS)[["question_1", "question_2"]].to_csv(project / "pairs.csv", index=False)
+    pairs = tmp_path / "pairs.csv"
+    read_predictions(project / paths.LORA_RESULTS)[["question_1", "question_2"]].to_csv(pairs, index=False)
     params = project_params(project)
     tokenizer = load_tokenizer(params.model)
     model = load_trained(params, tokenizer, paths.ADAPTER_DIR)
     outputs = {}
     for chunk_pairs in (7, 100_000):
         outputs[chunk_pairs] = io.StringIO()
-        counts = write_scored_csv("pairs.csv", outputs[chunk_pairs], model, tokenizer, params, chunk_pairs)
+        counts = write_scored_csv(str(pairs), outputs[chunk_pairs], model, tokenizer, params, chunk_pairs)
     assert outputs[7].getvalue() == outputs[100_000].getvalue()
     assert counts[0] == len(outputs[7].getvalue().splitlines()) - 1

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import commit, copy_project, dvc, one_error_line, read_json, run, set_params
+from helpers import commit, copy_project, dvc, one_error_line, project_params, read_json, run, set_params
 from mqp import paths
 from mqp.metrics import p_value_text
 from mqp.openset import probability
@@ -166,7 +166,7 @@ def test_search_csv_batch(trained_project, tmp_path):
     assert found["score"].map(lambda value: len(f"{value:.4f}")).gt(0).all()
 
 
-def test_search_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project):
+def test_search_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_project, tmp_path):
     """Chunks of 3 queries (the stream a CSV of any size goes through) give the same bytes as all
     9 in one chunk."""
     from mqp.commands.search import write_found_csv
@@ -174,11 +174,11 @@ def test_search_csv_in_chunks_writes_what_one_chunk_writes(trained_project, in_p
 
     project = in_project(trained_project[0])
     bank = pd.read_csv(paths.INDEX_DIR / paths.INDEX_BANK, dtype=str, keep_default_na=False)
-    pd.DataFrame({"question": [*bank["question"][:7], "Is my cough contagious?", "asdf"]}).to_csv("queries.csv", index=False)
+    pd.DataFrame({"question": [*bank["question"][:7], "Is my cough contagious?", "asdf"]}).to_csv(tmp_path / "queries.csv", index=False)
     params = project_params(project)
     searcher = Searcher.load(paths.INDEX_DIR, params.eval.batch_size, params.retrieval.hnsw_ef_search)
     outputs = {chunk: io.StringIO() for chunk in (3, 10_000)}
-    counts = {chunk: write_found_csv(searcher, "queries.csv", out, 2, chunk) for chunk, out in outputs.items()}
+    counts = {chunk: write_found_csv(searcher, str(tmp_path / "queries.csv"), out, 2, chunk) for chunk, out in outputs.items()}
     assert outputs[3].getvalue() == outputs[10_000].getvalue() and counts[3] == counts[10_000]
     assert counts[3][0] == 9 and len(outputs[3].getvalue().splitlines()) == 1 + 9 * 2
 
