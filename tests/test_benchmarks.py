@@ -44,3 +44,12 @@ def test_benchmark_runs_each_part_from_its_own_file():
     assert {"reference", "pipeline", "gpt2", "startup", "profile", "precision", "grouping", "overhead"} == set(benchmark.PARTS)
     for module in set(benchmark.PARTS.values()):
         assert callable(module.report) and callable(module.main)
+
+
+def test_stream_memory_writes_the_pairs_predict_reads(tmp_path):
+    """benchmarks/stream_memory.py's large CSV: the rows asked for, predict's header, no empty question."""
+    from benchmarks.stream_memory import write_pairs
+    from mqp.commands.predict import check_pairs_csv
+
+    write_pairs(tmp_path / "pairs.csv", 1234)
+    assert check_pairs_csv(str(tmp_path / "pairs.csv"), chunk_pairs=500) == 1234

@@ -1,0 +1,68 @@
+"""Batch predict on a large CSV in bounded memory: `python -m mqp predict --csv big.csv --out ...`
+over ROWS pairs, scored by a tiny BERT bi-encoder trained for one epoch on 64 synthetic questions
+(memory, not speed or accuracy, is the point). Prints the peak RSS and wall time of predict, and of
+the same command on a CSV ten times smaller: bounded memory is the two peaks alike.
+
+    python benchmarks/stream_memory.py --rows 1000000
+    python benchmarks/stream_memory.py --rows 1000000 --code ../old-checkout   # another version's code
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/stream_memory.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, machine, pair_rows, stage_env, tiny_model, tiny_workdir
+
+
+def write_pairs(path: Path, rows: int) -> None:
+    """`rows` pairs with predict's header: pair_rows' varied questions, each made unique by its row
+    number (questions repeated across a file would be embedded once, flattering a one-shot run)."""
+    source = itertools.cycle([row[1:3] for row in pair_rows(500)])
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question_1", "question_2"])
+        writer.writerows([f"{q1} (row {i})", f"{q2} (row {i})"] for i, (q1, q2) in enumerate(itertools.islice(source, rows)))
+
+
+def peak_run(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of a command, the RSS from GNU time."""
+    begin = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - begin
+    if result.returncode != 0:
+        sys.exit(f"stream_memory: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return wall, int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose stages and predict run (default: this one)")
+    args = parser.parse_args()
+    env = stage_env(args.code.resolve())
+    with tempfile.TemporaryDirectory() as scratch:
+        project = tiny_workdir(Path(scratch) / "project", tiny_model(Path(scratch) / "tiny"), overrides={"train.epochs": 1})
+        for stage in ("prepare", "finetune"):
+            subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=env, check=True,
+                           capture_output=True)
+        print(f"machine: {machine()}; code: {args.code}")
+        for rows in (args.rows // 10, args.rows):
+            pairs = project / f"pairs-{rows}.csv"
+            write_pairs(pairs, rows)
+            wall, peak = peak_run([sys.executable, "-m", "mqp", "predict", "--csv", str(pairs), "--out", "scored.csv"], project, env)
+            size = pairs.stat().st_size / 2**20
+            print(f"predict --csv: {rows:,} pairs ({size:.0f} MiB): {wall:.0f} s, peak RSS {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
