@@ -167,6 +167,16 @@ def stage_env(code: Path = REPO, **extra: str) -> dict:
             "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", **extra}
 
 
+def peak_run(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of a command, the RSS from GNU time."""
+    begin = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - begin
+    if result.returncode != 0:
+        sys.exit(f"benchmark: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return wall, int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
 # --- the command line every benchmark file shares ------------------------------------------------
 
 

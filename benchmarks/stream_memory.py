@@ -15,13 +15,12 @@ import itertools
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python benchmarks/stream_memory.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, machine, pair_rows, stage_env, tiny_model, tiny_workdir
+from benchmarks.common import REPO, machine, pair_rows, peak_run, stage_env, tiny_model, tiny_workdir
 
 
 def write_pairs(path: Path, rows: int) -> None:
@@ -32,16 +31,6 @@ def write_pairs(path: Path, rows: int) -> None:
         writer = csv.writer(f)
         writer.writerow(["question_1", "question_2"])
         writer.writerows([f"{q1} (row {i})", f"{q2} (row {i})"] for i, (q1, q2) in enumerate(itertools.islice(source, rows)))
-
-
-def peak_run(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of a command, the RSS from GNU time."""
-    begin = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - begin
-    if result.returncode != 0:
-        sys.exit(f"stream_memory: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return wall, int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:

@@ -78,6 +78,7 @@ class TrainParams(_Group):
     ranking_weight: float = Field(ge=0)
     batch_negatives_weight: float = Field(ge=0)
     implied_pairs: bool
+    max_steps: int | None = Field(ge=1)
 
 
 class EvalParams(_Group):

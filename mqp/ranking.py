@@ -61,12 +61,17 @@ def ranking_task(pairs: pd.DataFrame) -> RankingTask:
     return RankingTask(bank, np.array(queries), np.array(relevant), np.array(negative), skipped)
 
 
-def bm25_scores(bank: list[str], queries: list[str]) -> np.ndarray:
-    """BM25 score of every bank question for each query (queries x bank), from bm25s. A query of
-    stopwords only matches nothing: all its scores are 0."""
+def bm25_scorer(bank: list[str]):
+    """A BM25 index of the bank (bm25s), as a function: queries -> their scores against every bank
+    question (queries x bank), for one block of queries at a time. A query of stopwords only matches
+    nothing: all its scores are 0."""
     import bm25s
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(bank, stopwords=BM25_STOPWORDS, show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize(queries, stopwords=BM25_STOPWORDS, return_ids=False, show_progress=False)
-    return np.stack([retriever.get_scores(query) if query else np.zeros(len(bank)) for query in tokens]).astype(np.float64)
+
+    def scores(queries: list[str]) -> np.ndarray:
+        tokens = bm25s.tokenize(queries, stopwords=BM25_STOPWORDS, return_ids=False, show_progress=False)
+        return np.stack([retriever.get_scores(query) if query else np.zeros(len(bank)) for query in tokens]).astype(np.float64)
+
+    return scores

@@ -50,11 +50,12 @@ def base_model(name: str, pooling: str, max_length: int):
     return SentenceTransformer(modules=[encoder, pooled, models.Normalize()])
 
 
-def encode(model, texts, batch_size: int | str) -> np.ndarray:
+def encode(model, texts, batch_size: int | str, progress: bool = False) -> np.ndarray:
     """Unit-length float32 embeddings of texts by a sentence-transformers model (the exported
-    model and base_model normalise them themselves); batch_size may be auto (eval.batch_size)."""
+    model and base_model normalise them themselves); batch_size may be auto (eval.batch_size).
+    progress: a progress bar of the batches (the index stage's, for a bank of any size)."""
     return model.encode(list(texts), batch_size=inference_batch_size(batch_size), convert_to_numpy=True,
-                        show_progress_bar=False)
+                        show_progress_bar=progress)
 
 
 @dataclass(frozen=True)

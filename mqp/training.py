@@ -73,6 +73,7 @@ def training_arguments(params: Params, output_dir: Path, report_to: list[str]) -
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,  # -1: the Trainer's "no cap"
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=inference_batch_size(params.eval.batch_size),
         learning_rate=train.learning_rate,

@@ -74,7 +74,7 @@ def main(params) -> None:
     bank, source = load_bank(retrieval)
     specs = encoders(params, verdict)
     start = time.perf_counter()
-    vectors = {name: encode(load_encoder(name, spec), bank["question"], params.eval.batch_size) for name, spec in specs.items()}
+    vectors = {name: encode(load_encoder(name, spec), bank["question"], params.eval.batch_size, progress=True) for name, spec in specs.items()}
     seconds = time.perf_counter() - start
     searched = np.hstack([factor * vectors[name] for name, factor in parts(verdict)]).astype(np.float32)
     index = Index(searched, bank["question"].tolist(), bank["id"].tolist())

@@ -29,7 +29,7 @@ from mqp.openset import (calibration, choose_threshold, openset_metrics, openset
                          precision_recall, top_hit_auroc, top_hits)
 from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
                        VERDICT_CURVE_CSV, VERDICT_JSON)
-from mqp.ranking import RankingTask, bm25_scores, ranking_task
+from mqp.ranking import RankingTask, bm25_scorer, ranking_task
 from mqp.splits import load_split
 from mqp.stats import paired_comparison
 from mqp.ranking_metrics import retrieval_detail
@@ -83,8 +83,9 @@ def embedded_splits(params) -> dict[str, Split]:
 
 
 def bm25_rows(task: RankingTask):
-    scores = bm25_scores(task.bank, [task.bank[i] for i in task.queries])
-    return lambda start, stop: scores[start:stop]
+    """BM25's score_rows: a block of queries scored at a time, never the whole queries x bank."""
+    scores, queries = bm25_scorer(task.bank), [task.bank[i] for i in task.queries]
+    return lambda start, stop: scores(queries[start:stop])
 
 
 def scorers(split: Split, fusion_weight: float | None) -> dict:

@@ -14,7 +14,7 @@ from mqp.errors import PipelineError
 from mqp.architectures.bi_encoder import probability
 from mqp.banks import Index, drop_lines, load_index, mqp_bank, read_bank_csv, save_index
 from mqp.nearest import build_hnsw, hnsw_top_k, ranks_of, recall_at_k, top_k
-from mqp.ranking import bm25_scores, ranking_task
+from mqp.ranking import bm25_scorer, ranking_task
 from mqp.ranking_metrics import (mean_ci, paired_means, paired_ranking, paired_ranking_sums, pool_retrieval, ranking_metrics,
                                  ranking_sums, ranking_values, retrieval_detail)
 from mqp.stats import paired_counts
@@ -213,7 +213,7 @@ def test_retrieval_detail_without_a_reference_has_no_comparisons():
 
 def test_bm25_ranks_shared_words_first():
     bank = ["What helps a migraine?", "Is fever contagious?", "Migraine with fever: what helps?", "the and of"]
-    scores = bm25_scores(bank, ["migraine fever", "the of"])
+    scores = bm25_scorer(bank)(["migraine fever", "the of"])
     assert np.argmax(scores[0]) == 2 and scores[0][1] > 0 and scores[0][3] == 0
     assert (scores[1] == 0).all()  # stopwords only
 
