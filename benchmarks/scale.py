@@ -9,8 +9,8 @@ MQP's questions, so their text and length look like MQP's, and their accuracy me
 Each stage runs as `dvc repro` runs it (`python -m stages.X` in a scratch project with params.yaml's
 values, train.epochs 1, data.sha256 null), then batch predict on the test pairs and batch search on
 the test question_1s. GNU time gives each command's peak RSS. Training stops after --steps optimizer
-steps (train.max_steps), and its epoch time is computed from the measured time per step: the stage's
-wall time less its training time, plus the time per step x the epoch's steps. The growth exponent of a
+steps (train.max_steps), and its epoch time is computed from the measured time per step: the capped
+run's wall time plus the epoch's remaining steps at that rate. The growth exponent of a
 stage between two sizes is log(t2 / t1) / log(n2 / n1): 1 is linear in the pairs.
 
 Writes OUT/scale.json and OUT/scale.png (time and memory against pairs, log-log, one line per stage;
@@ -122,14 +122,18 @@ def batch_inputs(project: Path) -> dict[str, list[str]]:
 
 
 def finetune_epoch_seconds(project: Path, wall: float, steps_cap: int) -> dict:
-    """The measured steps' time, and the time of one whole epoch it implies (see the docstring)."""
-    report = json.loads((project / "metrics" / "detail" / "train.json").read_text())
+    """The time per optimizer step, and the time of one whole epoch it implies: the capped run's
+    wall time plus the epoch's remaining steps at that rate. The Trainer's train time includes the
+    validation pass at the end, so DVCLive's record of that pass is taken off first."""
+    train_seconds = json.loads((project / "metrics" / "detail" / "train.json").read_text())["train_seconds"]
+    validation_seconds = json.loads((project / "dvclive" / "metrics.json").read_text())["eval"]["runtime"]
     train_rows = len(read_rows(project / "data" / "prepared" / "train.csv")) - 1  # less the header
     epoch_steps = math.ceil(train_rows / project_params(project)["train"]["batch_size"])
     steps = min(steps_cap, epoch_steps)
-    per_step = report["train_seconds"] / steps
+    per_step = (train_seconds - validation_seconds) / steps
     return {"steps_run": steps, "epoch_steps": epoch_steps, "seconds_per_step": round(per_step, 4),
-            "epoch_seconds": round(wall - report["train_seconds"] + per_step * epoch_steps, 1)}
+            "validation_seconds": round(validation_seconds, 1),
+            "epoch_seconds": round(wall + per_step * (epoch_steps - steps), 1)}
 
 
 def run_size(pairs: int, rows: list[list], model: str, steps: int, folder: Path, log) -> dict:
@@ -198,17 +202,30 @@ def plot(result: dict, path: Path) -> None:
     path.write_bytes(vlc.vegalite_to_png(spec, vl_version="5.21", scale=2))
 
 
-def table(result: dict) -> list[str]:
+def short(pairs: int) -> str:
+    return f"{pairs // 1000:,}k" if pairs % 1000 == 0 else f"{pairs:,}"
+
+
+def projected_seconds(result: dict, pairs: int) -> dict:
+    """Each stage's time at `pairs`, from its largest size measured and its last exponent."""
     sizes = result["sizes"]
-    head = " | ".join(f"{size:,} pairs: s, MiB" for size in sizes)
-    spans = list(result["time_exponents"][STAGES[0]])
-    lines = [f"| stage | {head} | " + " | ".join(f"exponent {span}" for span in spans) + " |",
+    largest, span = sizes[-1], f"{sizes[-2]}-{sizes[-1]}"
+    return {name: round(figures["seconds"] * (pairs / largest) ** result["time_exponents"][name][span])
+            for name, figures in result["results"][str(largest)].items()}
+
+
+def table(result: dict) -> list[str]:
+    """The Markdown table: each stage's seconds and peak MiB at every size, and its time exponents."""
+    sizes = result["sizes"]
+    spans = list(itertools.pairwise(sizes))
+    lines = ["| stage | " + " | ".join(f"{short(size)} pairs: s, MiB" for size in sizes) + " | "
+             + " | ".join(f"exponent {short(a)}→{short(b)}" for a, b in spans) + " |",
              "| --- " * (1 + len(sizes) + len(spans)) + "|"]
     for name in (*STAGES, *BATCH):
         cells = [f"{result['results'][str(size)][name]['seconds']:,.1f}, {result['results'][str(size)][name]['peak_mib']:,}"
                  for size in sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " | "
-                     + " | ".join(f"{result['time_exponents'][name][span]:.2f}" for span in spans) + " |")
+                     + " | ".join(f"{result['time_exponents'][name][f'{a}-{b}']:.2f}" for a, b in spans) + " |")
     return lines
 
 
@@ -222,7 +239,14 @@ def main(argv=None) -> None:
     parser.add_argument("--source", type=Path, default=MQP_CSV, help="the MQP CSV the data are made from")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img", help="where scale.json and scale.png go")
     parser.add_argument("--keep", type=Path, help="keep the scratch projects in this folder")
+    parser.add_argument("--render", type=Path, help="run nothing: write OUT's report again from this scale.json")
     args = parser.parse_args(argv)
+    if args.render:
+        kept = json.loads(args.render.read_text(encoding="utf-8"))
+        args.out.mkdir(parents=True, exist_ok=True)
+        result = report(kept["results"], kept["model"], kept["steps"], kept["total_seconds"], args.out, kept["machine"])
+        print("\n".join(table(result)))
+        return
     sizes = sorted(args.sizes or (QUICK_SIZES if args.quick else SIZES))
     if not args.source.is_file():
         sys.exit(f"scale: {args.source} is not there; set MQP_SHARED or pass --source PATH to MQP's CSV")
@@ -241,13 +265,15 @@ def main(argv=None) -> None:
     print(f"scale: {args.out / 'scale.json'} and {args.out / 'scale.png'} written")
 
 
-def report(results: dict, model: str, steps: int, seconds: int, out: Path) -> dict:
+def report(results: dict, model: str, steps: int, seconds: int, out: Path, machine_name: str | None = None) -> dict:
     """scale.json and scale.png of the sizes run so far."""
     sizes = [int(size) for size in results]
-    result = {"machine": machine(), "model": model, "sizes": sizes, "steps": steps,
+    result = {"machine": machine_name or machine(), "model": model, "sizes": sizes, "steps": steps,
               "note": "MQP-shaped data made by word-level edits of MQP: the times and memory are real, accuracy means nothing",
               "results": results, "time_exponents": exponents(sizes, results, "seconds"),
               "memory_exponents": exponents(sizes, results, "peak_mib"), "total_seconds": seconds}
+    if len(sizes) > 1:
+        result["projected_1m_seconds"] = projected_seconds(result, 1_000_000)
     (out / "scale.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, out / "scale.png")
     return result

@@ -30,10 +30,24 @@ def length_sorted_batches(encoded: dict, batch_size: int | str):
         yield order[start : start + batch_size]
 
 
+# Texts tokenised at a time by embed(): a tokenised text holds ~7.5 KB (the fast tokenizer's
+# encodings), so a large split is tokenised a chunk at a time, not whole.
+EMBED_CHUNK = 20_000
+
+
+def embed(encoder, tokenizer, texts, max_length: int, batch_size: int | str, pooling: str = "mean",
+          chunk: int = EMBED_CHUNK) -> np.ndarray:
+    """L2-normalised sentence embeddings (see biencoder.pool), `chunk` texts at a time; each
+    chunk's batches are sorted by length."""
+    texts = list(texts)
+    parts = [embed_chunk(encoder, tokenizer, texts[start : start + chunk], max_length, batch_size, pooling)
+             for start in range(0, max(len(texts), 1), chunk)]  # no texts: one empty chunk, as before
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 @torch.inference_mode()
-def embed(encoder, tokenizer, texts, max_length: int, batch_size: int | str, pooling: str = "mean") -> np.ndarray:
-    """L2-normalised sentence embeddings (see biencoder.pool)."""
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+def embed_chunk(encoder, tokenizer, texts: list, max_length: int, batch_size: int | str, pooling: str) -> np.ndarray:
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
     out = None
     for index in length_sorted_batches(encoded, batch_size):
         batch = tokenizer.pad({key: [encoded[key][i] for i in index] for key in encoded.keys()},

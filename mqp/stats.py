@@ -72,10 +72,11 @@ def roc_auc(labels, scores, axis: int = -1) -> np.ndarray:
         return np.where((positives > 0) & (negatives > 0), u / (positives * negatives), np.nan)
 
 
-# Resampled values held at once by the bootstrap: resamples x pairs (128 MB of float64), so 1,000
-# resamples of a large test set are scored a batch at a time. The batches draw the same resamples in
+# Resampled values held at once by the bootstrap: resamples x pairs (32 MB of float64; scipy and the
+# statistic hold several such arrays, ~300 MB in all), so 1,000 resamples of a large test set are
+# scored a batch at a time. The batches draw the same resamples in
 # the same order as one call, so the interval is the same (tests/test_stats.py).
-BOOTSTRAP_BLOCK = 1 << 24
+BOOTSTRAP_BLOCK = 1 << 22
 
 
 def bootstrap_ci(statistic: Callable, labels, scores, seed: int,

@@ -53,3 +53,15 @@ def test_stream_memory_writes_the_pairs_predict_reads(tmp_path):
 
     write_pairs(tmp_path / "pairs.csv", 1234)
     assert check_pairs_csv(str(tmp_path / "pairs.csv"), chunk_pairs=500) == 1234
+
+
+def test_stream_memory_writes_the_queries_search_reads(tmp_path):
+    """--command search's large CSV: the queries asked for, search's header, each query unique."""
+    import pandas as pd
+
+    from benchmarks.stream_memory import write_queries
+    from mqp.commands.search import check_queries_csv
+
+    write_queries(tmp_path / "queries.csv", 1234)
+    assert check_queries_csv(str(tmp_path / "queries.csv"), chunk_queries=500) == 1234
+    assert pd.read_csv(tmp_path / "queries.csv")["question"].is_unique

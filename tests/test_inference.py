@@ -86,6 +86,17 @@ def test_embeddings_are_unit_vectors_and_cosine_is_their_dot(tiny_bert, pooling)
     assert cosine(encoder, tokenizer, QUESTIONS_1, QUESTIONS_1, 32, 2, pooling) == pytest.approx(np.ones(3), abs=1e-5)
 
 
+def test_embedding_a_chunk_at_a_time_gives_the_vectors_of_one_chunk(tiny_bert):
+    """A large split is tokenised a chunk of texts at a time (memory): the same vectors, in order."""
+    params = tiny_params(tiny_bert)
+    tokenizer = load_tokenizer(params.model)
+    encoder = load_encoder(params.model).eval()
+    texts = QUESTIONS_1 + QUESTIONS_2 + [question + " and more, for longer" for question in QUESTIONS_1]
+    whole = embed(encoder, tokenizer, texts, 32, 2, "mean")
+    assert embed(encoder, tokenizer, texts, 32, 2, "mean", chunk=len(texts)).tobytes() == whole.tobytes()
+    assert embed(encoder, tokenizer, texts, 32, 2, "mean", chunk=4) == pytest.approx(whole, abs=1e-6)
+
+
 def test_cosine_embeds_each_distinct_question_once(tiny_bert, monkeypatch):
     """As in MQP, each question_1 comes in two pairs; the scores are those of embedding every pair."""
     params = tiny_params(tiny_bert)

@@ -211,6 +211,7 @@ def test_own_bank_rebuilds_the_index_alone_and_only_when_it_changes(own_bank_pro
     assert re.findall(r"Running stage '(\w+)'", result.stdout) == ["index"]
     assert "bank.csv: dropped 1 row (empty question): row 2; row 1 is the first after the header" in result.stderr
     assert "bank.csv: dropped 1 row (repeats an earlier row's question): row 4" in result.stderr
+    assert "Batches: 100%" in result.stderr  # the index's progress bar, for a bank of any size
     bank = pd.read_csv(project / paths.INDEX_DIR / paths.INDEX_BANK, dtype=str)
     assert bank.to_dict(orient="list") == {"id": ["1", "3", "5"], "question": [
         "What helps a migraine?", "Is flu contagious?", "How long does a cold last?"]}

@@ -180,6 +180,21 @@ def test_every_precision_trains_on_the_cpu(tiny_bert, tokenizer, table, tmp_path
     assert any(not torch.equal(before[name], p) for name, p in trainer.model.named_parameters() if name in before)
 
 
+def test_max_steps_stops_training_mid_epoch_and_still_validates(tiny_bert, tokenizer, table, tmp_path):
+    """train.max_steps (benchmarks/scale.py's cap) stops after that many optimizer steps, short of
+    the epoch's, and the best-epoch logic still has its validation F1; null is the Trainer's no cap."""
+    assert training_arguments(tiny_params(tiny_bert), tmp_path, report_to=[]).max_steps == -1
+    params = tiny_params(tiny_bert, {"train.epochs": 1, "train.batch_size": 4, "train.max_steps": 3})
+    args = training_arguments(params, tmp_path / "checkpoints", report_to=[])
+    model = with_lora(base_model(params, tokenizer), params)
+    splits = {"train": table.iloc[:64], "validation": table.iloc[64:80]}  # 16 steps an epoch
+    trainer = make_trainer(model, params, tokenizer, training_sets(params, tokenizer, splits), args,
+                           collator_for(params, tokenizer), callbacks=[])
+    fit(trainer, params.train.epochs, tmp_path / "checkpoints")
+    assert trainer.state.global_step == 3
+    assert [entry for entry in trainer.state.log_history if "eval_f1" in entry]
+
+
 def test_auto_precision_is_fp32():
     assert mixed_precision("auto") == "fp32"
     assert [mixed_precision(p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
