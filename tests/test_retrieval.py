@@ -218,6 +218,22 @@ def test_bm25_ranks_shared_words_first():
     assert (scores[1] == 0).all()  # stopwords only
 
 
+def test_bm25_ranks_a_block_of_queries_at_a_time_as_the_whole_matrix(monkeypatch):
+    """The retrieval stage's BM25 scores a block of queries at a time (a large split's queries x bank
+    would not fit): the ranks are those of the whole matrix."""
+    import mqp.nearest
+    from stages.retrieval import bm25_rows
+
+    pairs = mqp_pairs([(f"what helps {topic} pain", f"how to ease {topic} pain", 1) for topic in ("knee", "back", "neck", "tooth")]
+                      + [(f"what helps {topic} pain", f"is {topic} pain a sign of flu", 0) for topic in ("knee", "back", "neck", "tooth")])
+    task = ranking_task(pairs)
+    whole = task.ranks(bm25_scorer(task.bank)([task.bank[i] for i in task.queries]))
+    monkeypatch.setattr(mqp.nearest, "SCORE_BLOCK", len(task.bank))  # one query per block
+    assert len(mqp.nearest.query_blocks(len(task.queries), len(task.bank))) == len(task.queries) == 4
+    blocked = task.ranks_by(bm25_rows(task))
+    assert [part.tolist() for part in blocked] == [part.tolist() for part in whole]
+
+
 def test_hnsw_finds_the_exact_neighbours():
     rng = np.random.default_rng(0)
     bank, queries = unit(rng.standard_normal((500, 16))), unit(rng.standard_normal((20, 16)))
