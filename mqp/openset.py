@@ -11,6 +11,12 @@ The verdict is "already answered" when the top hit's score reaches a threshold. 
 maximum over the bank, so its threshold is its own (not the pair head's 0.5): chosen on the
 validation split, for a given cost of a false match against a missed one. Every figure is rebuilt from
 counts, so pooling over folds adds them up (pool_openset).
+
+A method's verdicts are bounded by its score on the query's own two rewrites: a right "already
+answered" needs the similar rewrite's score at the threshold, a right "no match" needs every score
+below it, the dissimilar rewrite's included. The verdicts of a perfect ranking (top hits: the
+similar rewrite, then the dissimilar one; TopHits.perfect) measure that bound, and what the method's
+ranking costs below it.
 """
 
 from __future__ import annotations
@@ -36,23 +42,33 @@ class TopHits:
     found_score: np.ndarray
     trap: np.ndarray
     trap_score: np.ndarray
+    # Each query's score of its similar and of its dissimilar rewrite.
+    similar_score: np.ndarray
+    dissimilar_score: np.ndarray
+
+    def perfect(self, relevant, negative) -> TopHits:
+        """The top hits of a perfect ranking, with this method's scores: the similar rewrite, then
+        (with it removed) the dissimilar one."""
+        return TopHits(np.asarray(relevant), self.similar_score, np.asarray(negative), self.dissimilar_score,
+                       self.similar_score, self.dissimilar_score)
 
 
-def top_hits(score_rows, queries, relevant, bank_size: int) -> TopHits:
-    """The two searches' top hits. score_rows(start, stop) gives the (queries[start:stop] x bank)
-    scores: the bank is scored a block of queries at a time, never whole. Ties go to the lower
-    position."""
-    queries, relevant = np.asarray(queries), np.asarray(relevant)
+def top_hits(score_rows, queries, relevant, negative, bank_size: int) -> TopHits:
+    """The two searches' top hits, and each query's scores of its similar and dissimilar rewrites.
+    score_rows(start, stop) gives the (queries[start:stop] x bank) scores: the bank is scored a block
+    of queries at a time, never whole. Ties go to the lower position."""
+    queries, relevant, negative = np.asarray(queries), np.asarray(relevant), np.asarray(negative)
     parts = []
     for start, stop in query_blocks(len(queries), bank_size):
         scores = np.array(score_rows(start, stop), dtype=np.float64)
         rows = np.arange(len(scores))
+        rewrites = scores[rows, relevant[start:stop]], scores[rows, negative[start:stop]]
         scores[rows, queries[start:stop]] = -np.inf
         found = scores.argmax(axis=1)
         found_score = scores[rows, found]
         scores[rows, relevant[start:stop]] = -np.inf
         trap = scores.argmax(axis=1)
-        parts.append((found, found_score, trap, scores[rows, trap]))
+        parts.append((found, found_score, trap, scores[rows, trap], *rewrites))
     return TopHits(*(np.concatenate(part) for part in zip(*parts)))
 
 
@@ -138,6 +154,14 @@ def openset_metrics(sums: dict) -> dict:
     return metrics
 
 
+def perfect_ranking(sums: dict) -> dict:
+    """The report's entries for the verdicts of a perfect ranking: their counts and accuracy [CI]."""
+    low, high = proportion_ci(sums["right"], sums["verdicts"])
+    return {"perfect_ranking_verdict_accuracy": round(sums["right"] / sums["verdicts"], 6),
+            "perfect_ranking_verdict_accuracy_ci_low": low, "perfect_ranking_verdict_accuracy_ci_high": high,
+            "perfect_ranking_sums": sums}
+
+
 def precision_recall(hits: TopHits, relevant) -> pd.DataFrame:
     """The verdict's precision ("already answered" with the right top hit, of all said) and recall
     (of the n answers in the bank, those found and said) at every threshold, highest first."""
@@ -173,6 +197,9 @@ def pool_openset(folds: list[dict]) -> dict:
         pooled["methods"][method] = {**openset_metrics(sums), "top_hit_auroc": auroc,
                                      "validation_verdict_accuracy_mean": round(float(np.mean(validation)), 6),
                                      "sums": sums}
+        if all("perfect_ranking_sums" in fold["methods"][method] for fold in folds):  # older runs lack it
+            perfect = summed([fold["methods"][method]["perfect_ranking_sums"] for fold in folds], COUNTS)
+            pooled["methods"][method].update(perfect_ranking(perfect))
     for pair in folds[0]["comparisons"]:
         pooled["comparisons"][pair] = pooled_paired([fold["comparisons"][pair] for fold in folds])
     return pooled

@@ -25,8 +25,8 @@ from mqp.files import atomic_dir, write_json
 from mqp.lora import load_trained
 from mqp.metrics import paired_text
 from mqp.models import device, load_encoder, load_tokenizer
-from mqp.openset import (calibration, choose_threshold, openset_metrics, openset_sums, outcomes,
-                         precision_recall, top_hit_auroc, top_hits)
+from mqp.openset import (TopHits, calibration, choose_threshold, openset_metrics, openset_sums, outcomes,
+                         perfect_ranking, precision_recall, top_hit_auroc, top_hits)
 from mqp.paths import (ADAPTER_DIR, RANKS_FILE, RETRIEVAL_METRICS, RETRIEVAL_REPORT, RETRIEVAL_RESULTS,
                        VERDICT_CURVE_CSV, VERDICT_JSON)
 from mqp.ranking import RankingTask, bm25_scorer, ranking_task
@@ -99,7 +99,7 @@ def scorers(split: Split, fusion_weight: float | None) -> dict:
 
 def hits_of(split: Split, score_rows):
     task = split.task
-    return top_hits(score_rows, task.queries, task.relevant, len(task.bank))
+    return top_hits(score_rows, task.queries, task.relevant, task.negative, len(task.bank))
 
 
 def best_fusion_weight(validation: Split, weights: list[float], cost: float) -> float:
@@ -135,9 +135,19 @@ def evaluate_methods(splits: dict[str, Split], params) -> tuple[dict, dict, dict
                            "validation_verdict_accuracy": openset_metrics(openset_sums(chosen, validation.task.relevant,
                                                                                        threshold))["verdict_accuracy"],
                            **({"fusion_weight": weight} if method == "fusion" else {}), "sums": sums}
+        reports[method].update(perfect_ranking_report(chosen, hits, validation.task, test.task, cost))
         right[method] = outcomes(hits, test.task.relevant, threshold)
         curves[method] = precision_recall(hits, test.task.relevant)
     return ranks, reports, right, curves
+
+
+def perfect_ranking_report(chosen: TopHits, hits: TopHits, validation: RankingTask, test: RankingTask,
+                           cost: float) -> dict:
+    """The method's verdicts on the test split had it ranked perfectly (mqp.openset), the threshold
+    chosen on validation's the same way: the most its score can give."""
+    perfect = chosen.perfect(validation.relevant, validation.negative)
+    threshold = choose_threshold(perfect, validation.relevant, cost)
+    return perfect_ranking(openset_sums(hits.perfect(test.relevant, test.negative), test.relevant, threshold))
 
 
 def openset_detail(reports: dict, right: dict, params) -> dict:

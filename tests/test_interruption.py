@@ -65,10 +65,22 @@ def default_sigint() -> None:
 
 
 def start(cmd: list[str], project: Path, log: Path) -> subprocess.Popen:
-    """Run in its own process group (like a terminal job), output to a log file we can poll."""
+    """Run in its own process group (like a terminal job), output to a log file we can poll. With
+    faulthandler on, SIGABRT makes every Python process of the group print its threads' stacks."""
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=project, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=default_sigint)
+                                start_new_session=True, preexec_fn=default_sigint,
+                                env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+
+
+def wait_or_show_stacks(proc: subprocess.Popen, log: Path, timeout: float) -> int:
+    """The exit code; a process group still running after timeout s fails the test with its stacks."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        time.sleep(5)
+        pytest.fail(f"still running {timeout} s after the signal; its stacks:\n{log.read_text(errors='replace')[-12000:]}")
 
 
 def wait_for_training(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -98,7 +110,7 @@ def interrupt(cmd: list[str], project: Path, log: Path, sig: signal.Signals, gro
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-        returncode = proc.wait(timeout=120)
+        returncode = wait_or_show_stacks(proc, log, timeout=120)
     finally:
         stop_group(proc)
     return returncode, log.read_text(errors="replace")

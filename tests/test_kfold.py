@@ -203,6 +203,9 @@ def test_open_set_verdicts_pool_over_the_folds():
     assert "Already answered? (120 verdicts of 60 queries" in table
     a = summary["openset"]["methods"]["a"]
     assert f"| a | {a['verdict_accuracy']:.4f} [{a['verdict_accuracy_ci_low']:.3f}, {a['verdict_accuracy_ci_high']:.3f}]" in table
+    perfect = (f"| {a['perfect_ranking_verdict_accuracy']:.4f} [{a['perfect_ranking_verdict_accuracy_ci_low']:.3f}, "
+               f"{a['perfect_ranking_verdict_accuracy_ci_high']:.3f}] |")
+    assert table.splitlines()[-2].endswith(perfect)  # method a's row ends with its bound
 
 
 def test_runs_of_older_commits_are_read_in_todays_params():

@@ -9,8 +9,9 @@ from mqp.openset import (TopHits, calibration, choose_threshold, openset_metrics
                          pool_openset, probability, top_hit_auroc, top_hits)
 from mqp.stats import paired_comparison, paired_counts
 
-# Three queries over a bank of 6: query i is bank item i, its similar rewrite item i + 3.
-QUERIES, RELEVANT = np.array([0, 1, 2]), np.array([3, 4, 5])
+# Three queries over a bank of 6: query i is bank item i, its similar rewrite item i + 3, its
+# dissimilar rewrite item 5, 5 and 1.
+QUERIES, RELEVANT, NEGATIVE = np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([5, 5, 1])
 SCORES = np.array([
     # items: 0     1     2     3     4     5
     [9.0, 0.1, 0.2, 0.9, 0.3, 0.4],  # the rewrite first (0.9); without it, item 5 (0.4)
@@ -20,7 +21,7 @@ SCORES = np.array([
 
 
 def hand_hits() -> TopHits:
-    return top_hits(lambda start, stop: SCORES[start:stop], QUERIES, RELEVANT, bank_size=6)
+    return top_hits(lambda start, stop: SCORES[start:stop], QUERIES, RELEVANT, NEGATIVE, bank_size=6)
 
 
 def test_top_hits_leave_the_query_and_then_the_rewrite_out():
@@ -33,8 +34,34 @@ def test_top_hits_in_blocks_are_the_whole_matrix_s(monkeypatch):
     whole = hand_hits()
     monkeypatch.setattr(mqp.nearest, "SCORE_BLOCK", 6)  # one query per block
     blocked = hand_hits()
-    for name in ("found", "found_score", "trap", "trap_score"):
+    for name in ("found", "found_score", "trap", "trap_score", "similar_score", "dissimilar_score"):
         assert getattr(blocked, name).tolist() == getattr(whole, name).tolist()
+
+
+def test_a_perfect_ranking_takes_the_two_rewrites_with_their_scores():
+    perfect = hand_hits().perfect(RELEVANT, NEGATIVE)
+    assert perfect.found.tolist() == [3, 4, 5] and perfect.found_score.tolist() == [0.9, 0.8, 0.3]
+    assert perfect.trap.tolist() == [5, 5, 1] and perfect.trap_score.tolist() == [0.4, 0.7, 0.6]
+    # At 0.65: the answers 0.9 and 0.8 said, 0.3 missed; traps 0.4 and 0.6 "no match", 0.7 a false match.
+    assert openset_sums(perfect, RELEVANT, 0.65) == {"n": 3, "verdicts": 6, "right": 4, "found": 2, "no_match": 2,
+                                                     "answered": 3, "answered_right": 2}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_ranking_beats_a_perfect_one_at_the_same_threshold(seed):
+    """The bound: right verdicts of the real ranking are right verdicts of the perfect one, one by one."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    scores = rng.normal(size=(n, 3 * n))
+    queries, relevant, negative = np.arange(n), np.arange(n, 2 * n), np.arange(2 * n, 3 * n)
+    scores[queries, relevant] += 1.5
+    scores[queries, negative] += 1.0
+    hits = top_hits(lambda start, stop: scores[start:stop], queries, relevant, negative, 3 * n)
+    perfect = hits.perfect(relevant, negative)
+    for threshold in np.linspace(-1, 4, 21):
+        real, best = outcomes(hits, relevant, threshold), outcomes(perfect, relevant, threshold)
+        assert not (real & ~best).any()
+    assert outcomes(hits, relevant, 1.5).sum() < outcomes(perfect, relevant, 1.5).sum()  # the ranking costs here
 
 
 def test_outcomes_and_counts_by_hand():
@@ -72,7 +99,7 @@ def random_hits(seed: int):
     scores = rng.normal(size=(40, 80))
     queries, relevant = np.arange(40), np.arange(40, 80)
     scores[np.arange(40), relevant] += 1.5
-    return top_hits(lambda start, stop: scores[start:stop], queries, relevant, 80), relevant
+    return top_hits(lambda start, stop: scores[start:stop], queries, relevant, queries, 80), relevant
 
 
 @pytest.mark.parametrize("cost", [0.2, 1.0, 5.0])
@@ -109,26 +136,33 @@ def test_top_hit_auroc_is_scikit_learns():
     assert top_hit_auroc(hits, RELEVANT) == pytest.approx(roc_auc_score([1, 1, 0, 0, 0, 0], [0.9, 0.8, 0.6, 0.4, 0.7, 0.6]))
 
 
-def fold_report(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+def fold_report(seed: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n = 30
     scores = rng.normal(size=(n, 2 * n))
     scores[np.arange(n), np.arange(n, 2 * n)] += 2
     queries, relevant = np.arange(n), np.arange(n, 2 * n)
-    hits = top_hits(lambda start, stop: scores[start:stop], queries, relevant, 2 * n)
+    negative = (relevant + 1) % (2 * n)
+    hits = top_hits(lambda start, stop: scores[start:stop], queries, relevant, negative, 2 * n)
     right_a, right_b = outcomes(hits, relevant, 1.0), outcomes(hits, relevant, 2.0)
     report = {"method": "a", "methods": {
         name: {"sums": openset_sums(hits, relevant, threshold), "top_hit_auroc": top_hit_auroc(hits, relevant),
-               "validation_verdict_accuracy": 0.5} for name, threshold in (("a", 1.0), ("b", 2.0))},
+               "validation_verdict_accuracy": 0.5,
+               "perfect_ranking_sums": openset_sums(hits.perfect(relevant, negative), relevant, threshold)}
+        for name, threshold in (("a", 1.0), ("b", 2.0))},
         "comparisons": {"a-b": paired_comparison(right_a, right_b)}}
-    return report, right_a, right_b
+    perfect_a = outcomes(hits.perfect(relevant, negative), relevant, 1.0)
+    return report, right_a, right_b, perfect_a
 
 
 def test_pooling_folds_is_computing_on_all_their_verdicts_at_once():
     folds = [fold_report(seed) for seed in (1, 2, 3)]
-    pooled = pool_openset([report for report, _, _ in folds])
-    right_a = np.concatenate([a for _, a, _ in folds])
-    right_b = np.concatenate([b for _, _, b in folds])
+    pooled = pool_openset([report for report, *_ in folds])
+    right_a = np.concatenate([a for _, a, _, _ in folds])
+    right_b = np.concatenate([b for _, _, b, _ in folds])
+    perfect_a = np.concatenate([perfect for *_, perfect in folds])
+    assert pooled["methods"]["a"]["perfect_ranking_verdict_accuracy"] == pytest.approx(perfect_a.mean(), abs=1e-6)
+    assert pooled["methods"]["a"]["perfect_ranking_verdict_accuracy"] >= pooled["methods"]["a"]["verdict_accuracy"]
     assert pooled["methods"]["a"]["verdict_accuracy"] == pytest.approx(right_a.mean(), abs=1e-6)
     assert pooled["methods"]["a"]["verdicts"] == 180 and pooled["methods"]["b"]["n"] == 90
     assert pooled["comparisons"]["a-b"] == paired_counts(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)), 180)

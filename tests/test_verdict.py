@@ -33,7 +33,7 @@ def index_folder(tmp_path_factory):
     task = ranking_task(validation)
     vectors = encode(model, task.bank, 32)
     hits = top_hits(lambda start, stop: vectors[task.queries[start:stop]] @ vectors.T, task.queries, task.relevant,
-                    len(task.bank))
+                    task.negative, len(task.bank))
     verdict = {"method": "zeroshot", "fusion_weight": None, "threshold": choose_threshold(hits, task.relevant, 1.0),
                "calibration": calibration(hits, task.relevant), "false_match_cost": 1.0}
     bank = sorted(set(bank_pairs["question_1"]) | set(bank_pairs["question_2"]))

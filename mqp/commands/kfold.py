@@ -163,22 +163,27 @@ def markdown(summary: dict) -> str:
 
 def openset_markdown(openset: dict, retrieval: dict) -> str:
     """The pooled open-set table: each method's verdict accuracy, its halves, precision and recall@1,
-    and its paired difference with zero-shot and with LoRA."""
+    its paired difference with zero-shot and with LoRA, and its verdicts had it ranked perfectly (the
+    most its score can give, mqp.openset)."""
     first = next(iter(openset["methods"].values()))
     lines = [f"Already answered? ({first['verdicts']} verdicts of {first['n']} queries, thresholds chosen on each "
              f"fold's validation split; search uses {openset['method']})", "",
              "| method | verdict accuracy [95% CI] | duplicates found | \"no match\" right | precision | recall@1 "
-             "| − zero-shot [95% CI], McNemar p | − LoRA [95% CI], McNemar p |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| − zero-shot [95% CI], McNemar p | − LoRA [95% CI], McNemar p | with a perfect ranking [95% CI] |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for method, m in openset["methods"].items():
         versus = []
         for reference in ("zeroshot", "lora"):
             c = openset["comparisons"].get(f"{method}-{reference}")
             versus.append(f"{c['accuracy_diff']:+.3f} {interval(c['diff_ci_low'], c['diff_ci_high'], True)}, "
                           f"p {p_value_text(c['mcnemar_p'])}" if c else "")
+        perfect = ""
+        if "perfect_ranking_verdict_accuracy" in m:  # older runs lack it
+            bound = "perfect_ranking_verdict_accuracy"
+            perfect = f"{m[bound]:.4f} {interval(m[f'{bound}_ci_low'], m[f'{bound}_ci_high'])}"
         lines.append(f"| {method} | {m['verdict_accuracy']:.4f} {interval(m['verdict_accuracy_ci_low'], m['verdict_accuracy_ci_high'])} "
                      f"| {m['found_rate']:.4f} | {m['no_match_rate']:.4f} | {m['precision']:.4f} "
-                     f"| {retrieval['methods'][method]['recall_at_1']:.4f} | {versus[0]} | {versus[1]} |")
+                     f"| {retrieval['methods'][method]['recall_at_1']:.4f} | {versus[0]} | {versus[1]} | {perfect} |")
     return "\n".join(lines)
 
 
