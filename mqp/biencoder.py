@@ -43,6 +43,13 @@ def batch_negatives_loss(first: torch.Tensor, second: torch.Tensor, logit) -> to
     return nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
 
+def anchor_loss(trained: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """1 - cosine of each question's trained embedding with the base model's, averaged: it holds
+    the questions near where the base model put them. Pairs move a question only relative to its
+    own two rewrites; search ranks it against every question, and the base model ranks better."""
+    return (1 - (trained * base).sum(-1)).mean()
+
+
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """L2-normalised sentence embeddings: the mean of the tokens (how sentence-transformers pools
     MiniLM) or the last real token (for left-to-right models; padding is on the right)."""
@@ -58,12 +65,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 class BiEncoder(nn.Module):
     """An encoder (bare or with LoRA) plus a two-number similarity head."""
 
-    def __init__(self, encoder: nn.Module, pooling: str, ranking_weight: float = 0.0, batch_negatives_weight: float = 0.0):
+    def __init__(self, encoder: nn.Module, pooling: str, ranking_weight: float = 0.0, batch_negatives_weight: float = 0.0,
+                 anchor_weight: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.ranking_weight = ranking_weight  # train.ranking_weight: the ranking loss beside BCE while training
         self.batch_negatives_weight = batch_negatives_weight  # train.batch_negatives_weight: likewise
+        self.anchor_weight = anchor_weight  # train.anchor_weight: likewise (the encoder must be a LoRA PeftModel)
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
         self.bias = nn.Parameter(torch.tensor(INITIAL_BIAS))
 
@@ -87,10 +96,15 @@ class BiEncoder(nn.Module):
     def logit(self, cosine: torch.Tensor) -> torch.Tensor:
         return self.scale * cosine + self.bias
 
+    def base_embeddings(self, *sides: dict) -> torch.Tensor:
+        """The sides' embeddings by the base model: the LoRA encoder with its adapter off."""
+        with torch.no_grad(), self.encoder.disable_adapter():
+            return torch.cat([self.embed_each_once(**side) for side in sides])
+
     def forward(self, labels=None, **inputs) -> SequenceClassifierOutput:
-        first, second = ({key.removesuffix("_" + side): value for key, value in inputs.items()
-                          if key.endswith("_" + side)} for side in SIDES)
-        first, second = self.embed_each_once(**first), self.embed_each_once(**second)
+        sides = [{key.removesuffix("_" + side): value for key, value in inputs.items() if key.endswith("_" + side)}
+                 for side in SIDES]
+        first, second = (self.embed_each_once(**side) for side in sides)
         logit = self.logit((first * second).sum(-1))
         loss = None
         if labels is not None:
@@ -100,6 +114,8 @@ class BiEncoder(nn.Module):
                 loss = loss + self.ranking_weight * ranking_loss(first, second, labels)
             if self.training and self.batch_negatives_weight:
                 loss = loss + self.batch_negatives_weight * batch_negatives_loss(first, second, self.logit)
+            if self.training and self.anchor_weight:
+                loss = loss + self.anchor_weight * anchor_loss(torch.cat([first, second]), self.base_embeddings(*sides))
         # Two-class logits whose softmax is sigmoid(logit): the cross-encoder's output shape.
         return SequenceClassifierOutput(loss=loss, logits=torch.stack([-logit / 2, logit / 2], dim=-1))
 

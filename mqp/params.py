@@ -77,6 +77,7 @@ class TrainParams(_Group):
     swap_questions: bool
     ranking_weight: float = Field(ge=0)
     batch_negatives_weight: float = Field(ge=0)
+    anchor_weight: float = Field(ge=0)
     implied_pairs: bool
     max_steps: int | None = Field(ge=1)
 
@@ -131,10 +132,17 @@ class Params(_Group):
 
     @model_validator(mode="after")
     def _ranking_needs_embeddings(self):
-        for name in ("ranking_weight", "batch_negatives_weight"):
+        for name in ("ranking_weight", "batch_negatives_weight", "anchor_weight"):
             if getattr(self.train, name) and self.model.architecture != "bi-encoder":
                 raise ValueError(f"train.{name} scores sentence embeddings: it needs model.architecture=bi-encoder "
                                  f"(got {self.model.architecture}); set it to 0")
+        return self
+
+    @model_validator(mode="after")
+    def _anchor_needs_lora(self):
+        if self.train.anchor_weight and self.train.method != "lora":
+            raise ValueError(f"train.anchor_weight compares with the base model, LoRA's adapter turned off: it needs "
+                             f"train.method=lora (got {self.train.method}); set it to 0")
         return self
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import torch
 
 from helpers import QUESTIONS_1, QUESTIONS_2, STAGES, read_json, tiny_params
 from mqp import paths
-from mqp.biencoder import RANKING_SCALE, BiEncoder, batch_negatives_loss, pool, ranking_loss
+from mqp.biencoder import RANKING_SCALE, BiEncoder, anchor_loss, batch_negatives_loss, pool, ranking_loss
 from mqp.inference import score_pairs
 from mqp.architectures import base_model
 from mqp.lora import with_lora
@@ -74,6 +74,49 @@ def test_a_weighted_loss_is_added_while_training_only(tiny_bert, weight, extra_l
         model.train()
         model.encoder.eval()  # no dropout, so the embeddings above are the training pass's
         torch.testing.assert_close(model(labels=labels, **inputs).loss, bce + 0.5 * extra_loss(model, first, second, labels))
+
+
+def test_the_anchor_holds_lora_embeddings_to_the_base_models(tiny_bert):
+    """train.anchor_weight: 1 - cosine of each question's LoRA embedding with the base model's (the
+    adapter off), averaged over the batch's questions; zero for an untrained adapter, whose update
+    is zero; the base side takes no gradient."""
+    params = tiny_params(tiny_bert, {"model.architecture": "bi-encoder", "train.anchor_weight": 0.5})
+    tokenizer = load_tokenizer(params.model)
+    model = with_lora(base_model(params, tokenizer), params)
+    sides = [tokenizer(questions, padding=True, return_tensors="pt") for questions in (QUESTIONS_1, QUESTIONS_2)]
+    inputs = {f"{key}_{side}": value for side, encoded in zip("12", sides) for key, value in encoded.items()}
+    labels = torch.tensor([1, 0, 1])
+
+    def bce_and_anchor():
+        with torch.no_grad():
+            trained = torch.cat([model.embed(**side) for side in sides])
+            with model.encoder.disable_adapter():
+                base = torch.cat([model.embed(**side) for side in sides])
+            logit = model.logit((trained[:3] * trained[3:]).sum(-1))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logit, labels.float()), anchor_loss(trained, base)
+
+    model.train()
+    model.encoder.eval()  # no dropout
+    bce, anchor = bce_and_anchor()
+    assert anchor.abs() < 1e-6  # LoRA's B starts at zero: the same embeddings
+    torch.testing.assert_close(model(labels=labels, **inputs).loss, bce)
+    with torch.no_grad():
+        for name, weight in model.encoder.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    bce, anchor = bce_and_anchor()
+    assert anchor > 1e-3
+    loss = model(labels=labels, **inputs).loss
+    torch.testing.assert_close(loss, bce + 0.5 * anchor)
+    loss.backward()
+    grads = {name: weight.grad for name, weight in model.named_parameters() if weight.grad is not None}
+    assert grads and all("lora_" in name or name in ("scale", "bias") for name in grads)
+
+
+def test_anchor_loss_by_hand():
+    trained = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), dim=-1)
+    base = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    torch.testing.assert_close(anchor_loss(trained, base), torch.tensor((0 + (1 - 2 ** -0.5)) / 2))
 
 
 def test_batch_negatives_loss_by_hand():

@@ -88,6 +88,13 @@ def test_ranking_weight_needs_the_bi_encoder():
     parse_params(repo_params_raw({"model.architecture": "bi-encoder", "train.ranking_weight": 0.5}))
 
 
+def test_the_anchor_needs_lora():
+    assert error_of(repo_params_raw({"train.method": "full", "train.anchor_weight": 1})) == (
+        "invalid params.yaml: params: train.anchor_weight compares with the base model, LoRA's adapter turned off: "
+        "it needs train.method=lora (got full); set it to 0")
+    parse_params(repo_params_raw({"train.anchor_weight": 1}))
+
+
 @pytest.mark.parametrize("change, got", [({"model.architecture": "cross-encoder"}, "lora, cross-encoder"),
                                          ({"train.method": "full"}, "full, bi-encoder")])
 def test_a_soup_needs_lora_bi_encoders(change, got):

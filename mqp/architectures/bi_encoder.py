@@ -51,7 +51,7 @@ def base_model(params: Params, tokenizer) -> BiEncoder:
     # train.seed also fixes what comes next from torch's generator: LoRA's initial weights.
     set_seed(params.train.seed)
     return BiEncoder(load_encoder(params.model), params.model.pooling, params.train.ranking_weight,
-                     params.train.batch_negatives_weight)
+                     params.train.batch_negatives_weight, params.train.anchor_weight)
 
 
 # --- training -----------------------------------------------------------------------------------
