@@ -97,8 +97,10 @@ def training_section(params: Params, layers: list[str]) -> str:
 def extras(params: Params) -> str:
     """The training options beyond the reference recipe's, where they are on."""
     train = params.train
-    lines = ([f"- A ranking loss beside the head's (`train.ranking_weight: {train.ranking_weight:g}`).\n"]
-             if train.ranking_weight else [])
+    losses = {"ranking_weight": "A ranking loss beside the head's",
+              "batch_negatives_weight": "The head's BCE on the batch's random pairs, labelled dissimilar",
+              "anchor_weight": "A term holding each question's embedding near the base model's"}
+    lines = [f"- {text} (`train.{name}: {getattr(train, name):g}`).\n" for name, text in losses.items() if getattr(train, name)]
     if train.members > 1:
         seeds = ", ".join(str(train.seed + i) for i in range(train.members))
         lines.append(f"- A model soup (`train.members: {train.members}`): {train.members} adapters trained alike with seeds "

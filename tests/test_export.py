@@ -191,3 +191,13 @@ def test_export_without_metrics_or_adapter_is_one_line(tmp_path, tiny_bert, in_p
     assert exit_.value.code == 1
     assert capsys.readouterr().err == f"export: error: no trained adapter in {paths.ADAPTER_DIR}: run `dvc repro` first\n"
     assert not (workdir / paths.MERGED_DIR).exists()
+
+
+def test_the_cards_name_each_training_loss_that_is_on():
+    from helpers import repo_params
+    from mqp.card import extras
+
+    assert extras(repo_params()) == ""  # the defaults: BCE alone
+    text = extras(repo_params({"train.ranking_weight": 0.5, "train.anchor_weight": 1}))
+    assert text.splitlines() == ["- A ranking loss beside the head's (`train.ranking_weight: 0.5`).",
+                                 "- A term holding each question's embedding near the base model's (`train.anchor_weight: 1`)."]
